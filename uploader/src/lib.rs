@@ -1,0 +1,58 @@
+//! `uploader`: deploys a trunk `dist/` to S3 + CloudFront, one stage at a time.
+//!
+//! The work is planned by pure functions ([`plan`], [`headers`]) around a thin layer of
+//! I/O ([`local`] reads the disk, [`store`] talks to S3, [`cdn`] to CloudFront), and
+//! [`deploy`] runs a plan from top to bottom.
+
+pub mod aws;
+pub mod cdn;
+pub mod config;
+pub mod deploy;
+pub mod headers;
+pub mod local;
+pub mod plan;
+pub mod preview;
+pub mod progress;
+pub mod store;
+
+/// The per-stage runtime configuration the app reads at boot; written by every deploy.
+pub const CONFIG_JSON: &str = "config.json";
+
+/// Every failure, grouped by what CI should do about it (see [`Error::exit_code`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Local(#[from] local::LocalError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Cdn(#[from] cdn::CdnError),
+    /// The plan was refused before anything was written (e.g. too many deletes).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Process exit codes CI can act on.
+pub mod exit {
+    /// Something unexpected (a bug, or an error without a category).
+    pub const FAILURE: u8 = 1;
+    /// The configuration, the command line or the local files are wrong: fix and rerun.
+    pub const CONFIG: u8 = 2;
+    /// The plan was refused as unsafe; nothing was written.
+    pub const REFUSED: u8 = 3;
+    /// The deploy failed talking to S3 or CloudFront; the live stage still serves a
+    /// complete release, and a rerun converges.
+    pub const DEPLOY: u8 = 4;
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) | Error::Local(_) => exit::CONFIG,
+            Error::Refused(_) => exit::REFUSED,
+            Error::Store(_) | Error::Cdn(_) => exit::DEPLOY,
+        }
+    }
+}

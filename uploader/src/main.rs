@@ -1,1 +1,195 @@
-fn main() {}
+//! The `uploader` command line: parse, run the library, report, exit with a code CI can
+//! act on (see `uploader::exit`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use uploader::{aws::Clients, config::Config, deploy, exit, preview};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "uploader",
+    version,
+    about = "Deploy dist/ to S3 + CloudFront per stage: build once, promote, roll back.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Deploy (the default command): `uploader --stage dev`.
+    #[command(flatten)]
+    deploy: DeployArgs,
+}
+
+#[derive(Args, Debug)]
+struct Global {
+    /// The stage configuration file.
+    #[arg(long, global = true, env = "UPLOADER_CONFIG", default_value = "uploader.toml")]
+    config: PathBuf,
+    /// Result format on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// Attempts per request (with backoff and jitter) before giving up.
+    #[arg(long, global = true, default_value_t = 5)]
+    attempts: u32,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Upload dist/ to a stage and invalidate its CloudFront paths.
+    Deploy(DeployArgs),
+    /// Serve a stage from its bucket on 127.0.0.1, the way CloudFront would.
+    Preview(PreviewArgs),
+}
+
+#[derive(Args, Debug)]
+struct DeployArgs {
+    /// The stage to deploy (a name from the config file, or a preview name such as pr-42).
+    #[arg(long)]
+    stage: Option<String>,
+    /// The build output to deploy.
+    #[arg(long, default_value = "dist")]
+    dist: PathBuf,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Print the plan and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+struct PreviewArgs {
+    #[arg(long)]
+    stage: String,
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.output);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            let code = err
+                .chain()
+                .find_map(|e| e.downcast_ref::<uploader::Error>())
+                .map_or(exit::FAILURE, uploader::Error::exit_code);
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn init_tracing(output: Output) {
+    let default = if output == Output::Json { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("UPLOADER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = cli.global;
+    match cli.command {
+        Some(Command::Deploy(args)) => run_deploy(&global, args).await,
+        Some(Command::Preview(args)) => run_preview(&global, args).await,
+        None => run_deploy(&global, cli.deploy).await,
+    }
+}
+
+fn load_stage(global: &Global, name: &str) -> anyhow::Result<uploader::config::Stage> {
+    let config = Config::load(&global.config).map_err(uploader::Error::from)?;
+    Ok(config.stage(name).map_err(uploader::Error::from)?)
+}
+
+async fn run_deploy(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
+    let Some(name) = args.stage else {
+        return Err(uploader::Error::Config(uploader::config::ConfigError::Parse {
+            path: global.config.clone(),
+            message: "no stage given; run `uploader --stage <name>` (for example `--stage dev`)".into(),
+        }))
+        .context("nothing to deploy");
+    };
+    let stage = load_stage(global, &name)?;
+    let clients = Clients::load(global.attempts).await;
+    let opts = deploy::Options {
+        dist: args.dist,
+        concurrency: args.concurrency,
+        dry_run: args.dry_run,
+        quiet: global.output == Output::Json,
+    };
+    let report = deploy::run(&clients, &stage, &opts)
+        .await
+        .with_context(|| format!("deploy of stage `{}` failed", stage.name))?;
+    match global.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => {
+            if report.dry_run {
+                for u in &report.plan.uploads {
+                    println!("upload  {:<12} {}", format!("{:?}", u.phase), u.path);
+                }
+                for p in &report.plan.invalidations {
+                    println!("invalidate {p}");
+                }
+            }
+            println!(
+                "{}stage {}: uploaded {}, {} bytes, {:.2}s{}",
+                if report.dry_run { "[dry run] " } else { "" },
+                report.stage,
+                report.uploaded,
+                report.bytes,
+                report.seconds,
+                report
+                    .invalidation_id
+                    .as_ref()
+                    .map(|i| format!(", invalidation {i}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn run_preview(global: &Global, args: PreviewArgs) -> anyhow::Result<()> {
+    let stage = load_stage(global, &args.stage)?;
+    let clients = Clients::load(global.attempts).await;
+    let bucket = uploader::store::Bucket::new(clients.s3.clone(), &stage.bucket);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}; pick another --port", args.port))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(stage = %stage.name, bucket = %stage.bucket, prefix = %stage.prefix, "preview serving");
+    // The URL is the command's result: the one line on stdout.
+    println!("http://{addr}/");
+    let app = preview::router(bucket, stage.prefix.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("preview server failed")?;
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! AWS clients from the standard configuration chain.
+//!
+//! `AWS_ENDPOINT_URL`, `AWS_PROFILE`, `AWS_REGION` and the usual credential sources all
+//! work as they do for the AWS CLI, which is how tests point the very same binary at
+//! local servers. Retries use the SDK's standard mode: exponential backoff with jitter
+//! on 5xx, throttling (`SlowDown`) and time-outs.
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+
+/// The clients one run needs, sharing one loaded configuration.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub s3: aws_sdk_s3::Client,
+    pub cloudfront: aws_sdk_cloudfront::Client,
+}
+
+impl Clients {
+    /// Loads the shared configuration once; `max_attempts` counts the first try.
+    pub async fn load(max_attempts: u32) -> Self {
+        let shared = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(max_attempts.max(1))
+                    .with_initial_backoff(std::time::Duration::from_millis(200)),
+            )
+            .load()
+            .await;
+        // Without a region the SDK cannot sign; CloudFront is global and S3 answers any
+        // region's endpoint with a redirect hint, so us-east-1 is the safe fallback.
+        let shared = if shared.region().is_none() {
+            shared
+                .into_builder()
+                .region(aws_config::Region::from_static("us-east-1"))
+                .build()
+        } else {
+            shared
+        };
+        let s3_config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(force_path_style())
+            .build();
+        Self {
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            cloudfront: aws_sdk_cloudfront::Client::new(&shared),
+        }
+    }
+}
+
+/// Path-style addressing (`endpoint/bucket/key`) for S3-compatible servers that have no
+/// per-bucket host names: on when `AWS_S3_FORCE_PATH_STYLE` is `true`/`1`, or when a
+/// custom endpoint is set (`AWS_ENDPOINT_URL`/`AWS_ENDPOINT_URL_S3`), where virtual
+/// hosts rarely resolve. AWS itself never needs it.
+fn force_path_style() -> bool {
+    match std::env::var("AWS_S3_FORCE_PATH_STYLE") {
+        Ok(v) => matches!(v.as_str(), "1" | "true" | "TRUE" | "True"),
+        Err(_) => {
+            std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+                || std::env::var_os("AWS_ENDPOINT_URL").is_some()
+        }
+    }
+}

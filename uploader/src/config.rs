@@ -1,0 +1,431 @@
+//! The stage configuration file (`uploader.toml`).
+//!
+//! One file describes every stage: where its files live (bucket + key prefix), which
+//! CloudFront distribution serves it, and the variables that go into its `config.json`.
+//! Preview stages (for branches and pull requests) are matched by a pattern, so CI can
+//! deploy `pr-42` without anyone editing the file.
+//!
+//! Values may reference the environment as `${NAME}` or `${NAME:-default}`, so one
+//! committed file serves CI (which knows the distribution ids) and local set-ups alike.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything that can be wrong with the configuration; each message names the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}. Pass the right file with --config, or create uploader.toml at the repository root")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("unknown stage `{stage}`; known stages: {known}. Add [stages.{stage}] to {path}, or use a name that matches a [previews] pattern")]
+    UnknownStage {
+        stage: String,
+        known: String,
+        path: PathBuf,
+    },
+    #[error("invalid stage name `{0}`: use lower-case letters, digits and `-` (at most 63 characters), starting with a letter or digit")]
+    InvalidStageName(String),
+    #[error("stage `{stage}` in {path}: {message}")]
+    Stage {
+        stage: String,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("{path}: `${{{var}}}` is used but the environment variable {var} is not set; export it, or give a default as `${{{var}:-value}}`")]
+    MissingEnv { path: PathBuf, var: String },
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    stages: BTreeMap<String, RawStage>,
+    #[serde(default)]
+    previews: Vec<RawPreview>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    bucket: String,
+    #[serde(default)]
+    prefix: String,
+    distribution_id: Option<String>,
+    api_base: String,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+}
+
+/// A preview rule: stages whose name matches `pattern` (a glob such as `pr-*`) share one
+/// bucket and distribution, each under its own prefix (`{stage}` is replaced).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPreview {
+    pattern: String,
+    bucket: String,
+    prefix: String,
+    distribution_id: Option<String>,
+    api_base: String,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+}
+
+/// One stage, resolved: what a deploy needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    pub name: String,
+    pub bucket: String,
+    /// Key prefix inside the bucket, empty or ending in `/` (normalised).
+    pub prefix: String,
+    pub distribution_id: Option<String>,
+    /// True for stages matched by a `[[previews]]` rule (they may be destroyed freely).
+    pub preview: bool,
+    /// The variables written into the stage's `config.json` (always has `apiBase`).
+    pub vars: BTreeMap<String, String>,
+}
+
+/// The parsed configuration file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    path: PathBuf,
+    raw: RawConfig,
+    /// The environment variables the file refers to, captured at load time. Only the
+    /// resolved stage's values are expanded, so a CI job deploying `dev` does not need
+    /// prod's variables.
+    env: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Reads and parses `path`, expanding `${VAR}` references from the process environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses configuration text; `env` looks variables up (injected for tests).
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        if raw.stages.is_empty() && raw.previews.is_empty() {
+            return Err(ConfigError::Parse {
+                path: path.to_owned(),
+                message: "no stages are defined; add a [stages.dev] table with bucket, prefix, distribution_id and api_base".into(),
+            });
+        }
+        for pattern in raw.previews.iter().map(|p| &p.pattern) {
+            globset::Glob::new(pattern).map_err(|e| ConfigError::Parse {
+                path: path.to_owned(),
+                message: format!("previews pattern `{pattern}`: {e}"),
+            })?;
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            raw,
+            env: env_snapshot(env, text),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The names of the explicitly configured stages, then the preview patterns.
+    pub fn known_stages(&self) -> Vec<String> {
+        self.raw
+            .stages
+            .keys()
+            .cloned()
+            .chain(self.raw.previews.iter().map(|p| p.pattern.clone()))
+            .collect()
+    }
+
+    /// Resolves a stage by name: an explicit `[stages.NAME]` wins over preview patterns.
+    pub fn stage(&self, name: &str) -> Result<Stage, ConfigError> {
+        validate_stage_name(name)?;
+        let stage = if let Some(s) = self.raw.stages.get(name) {
+            Stage {
+                name: name.to_owned(),
+                bucket: s.bucket.clone(),
+                prefix: normalise_prefix(&s.prefix),
+                distribution_id: non_empty(s.distribution_id.as_deref()),
+                preview: false,
+                vars: with_api_base(&s.vars, &s.api_base),
+            }
+        } else if let Some(p) = self.raw.previews.iter().find(|p| matches(&p.pattern, name)) {
+            Stage {
+                name: name.to_owned(),
+                bucket: p.bucket.clone(),
+                prefix: normalise_prefix(&p.prefix.replace("{stage}", name)),
+                distribution_id: non_empty(p.distribution_id.as_deref()),
+                preview: true,
+                vars: with_api_base(&p.vars, &p.api_base.replace("{stage}", name))
+                    .into_iter()
+                    .map(|(k, v)| (k, v.replace("{stage}", name)))
+                    .collect(),
+            }
+        } else {
+            return Err(ConfigError::UnknownStage {
+                stage: name.to_owned(),
+                known: self.known_stages().join(", "),
+                path: self.path.clone(),
+            });
+        };
+        let stage = self.expand(stage)?;
+        self.check(stage)
+    }
+
+    fn expand(&self, mut stage: Stage) -> Result<Stage, ConfigError> {
+        let lookup = |name: &str| self.env.get(name).cloned();
+        let ex = |v: &str| {
+            expand_env(v, &lookup).map_err(|var| ConfigError::MissingEnv {
+                path: self.path.clone(),
+                var,
+            })
+        };
+        stage.bucket = ex(&stage.bucket)?;
+        stage.prefix = normalise_prefix(&ex(&stage.prefix)?);
+        stage.distribution_id = match &stage.distribution_id {
+            Some(d) => non_empty(Some(&ex(d)?)),
+            None => None,
+        };
+        for v in stage.vars.values_mut() {
+            *v = ex(v)?;
+        }
+        if let Some(api) = stage.vars.get_mut("apiBase") {
+            *api = api.trim().trim_end_matches('/').to_owned();
+        }
+        Ok(stage)
+    }
+
+    fn check(&self, stage: Stage) -> Result<Stage, ConfigError> {
+        let fail = |message: String| ConfigError::Stage {
+            stage: stage.name.clone(),
+            path: self.path.clone(),
+            message,
+        };
+        if stage.bucket.trim().is_empty() {
+            return Err(fail("`bucket` is empty".into()));
+        }
+        if stage.prefix.starts_with('/') || stage.prefix.split('/').any(|s| s == "..") {
+            return Err(fail(format!(
+                "`prefix` `{}` must be a relative key prefix such as `dev/` (no leading `/`, no `..`)",
+                stage.prefix
+            )));
+        }
+        if stage.vars.get("apiBase").is_none_or(|v| v.trim().is_empty()) {
+            return Err(fail("`api_base` is empty".into()));
+        }
+        Ok(stage)
+    }
+}
+
+fn matches(pattern: &str, name: &str) -> bool {
+    globset::Glob::new(pattern)
+        .map(|g| g.compile_matcher().is_match(name))
+        .unwrap_or(false)
+}
+
+fn non_empty(s: Option<&str>) -> Option<String> {
+    s.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+fn with_api_base(vars: &BTreeMap<String, String>, api_base: &str) -> BTreeMap<String, String> {
+    let mut vars = vars.clone();
+    vars.insert(
+        "apiBase".to_owned(),
+        api_base.trim().trim_end_matches('/').to_owned(),
+    );
+    vars
+}
+
+/// `dev` → `dev/`, `/` or empty → empty (bucket root).
+pub fn normalise_prefix(prefix: &str) -> String {
+    let p = prefix.trim().trim_matches('/');
+    if p.is_empty() {
+        String::new()
+    } else {
+        format!("{p}/")
+    }
+}
+
+/// Stage names end up in key prefixes, URLs and lock names, so keep them plain.
+pub fn validate_stage_name(name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::InvalidStageName(name.to_owned()))
+    }
+}
+
+/// Captures the value of every `${NAME…}` the text mentions.
+fn env_snapshot(env: &dyn Fn(&str) -> Option<String>, text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        rest = &rest[i + 2..];
+        let Some(end) = rest.find('}') else { break };
+        let name = rest[..end].split(":-").next().unwrap_or_default();
+        if let Some(v) = env(name) {
+            out.insert(name.to_owned(), v);
+        }
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// Replaces `${NAME}` and `${NAME:-default}`; `$$` is a literal `$`.
+/// Returns the name of the first variable that is unset and has no default.
+fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        if let Some(after) = rest.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if let Some(body_start) = rest.strip_prefix("${")
+            && let Some(end) = body_start.find('}')
+        {
+            let body = &body_start[..end];
+            let (name, default) = match body.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (body, None),
+            };
+            match env(name).filter(|v| !v.is_empty()) {
+                Some(v) => out.push_str(&v),
+                None => match default {
+                    Some(d) => out.push_str(d),
+                    None => return Err(name.to_owned()),
+                },
+            }
+            rest = &body_start[end + 1..];
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+[stages.dev]
+bucket = "site"
+prefix = "dev"
+distribution_id = "${DEV_DIST}"
+api_base = "http://127.0.0.1:3030/dev/"
+
+[stages.prod]
+bucket = "site"
+prefix = "prod/"
+distribution_id = "${PROD_DIST:-EPROD}"
+api_base = "https://api.example.com/prod"
+vars = { featureFlag = "on" }
+
+[[previews]]
+pattern = "pr-*"
+bucket = "previews"
+prefix = "previews/{stage}/"
+distribution_id = "EPREV"
+api_base = "https://api.example.com/dev"
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "DEV_DIST").then(|| "EDEV".to_owned())
+    }
+
+    fn sample() -> Config {
+        Config::parse(SAMPLE, Path::new("uploader.toml"), &env).expect("sample parses")
+    }
+
+    #[test]
+    fn resolves_explicit_stage_with_env_and_normalised_prefix() {
+        let dev = sample().stage("dev").unwrap();
+        assert_eq!(dev.prefix, "dev/");
+        assert_eq!(dev.distribution_id.as_deref(), Some("EDEV"));
+        assert_eq!(dev.vars["apiBase"], "http://127.0.0.1:3030/dev");
+        assert!(!dev.preview);
+        let prod = sample().stage("prod").unwrap();
+        assert_eq!(prod.distribution_id.as_deref(), Some("EPROD"));
+        assert_eq!(prod.vars["featureFlag"], "on");
+    }
+
+    #[test]
+    fn preview_pattern_gives_each_stage_its_prefix() {
+        let pr = sample().stage("pr-42").unwrap();
+        assert_eq!(pr.prefix, "previews/pr-42/");
+        assert_eq!(pr.bucket, "previews");
+        assert!(pr.preview);
+    }
+
+    #[test]
+    fn unknown_stage_lists_the_known_ones() {
+        let err = sample().stage("staging").unwrap_err().to_string();
+        assert!(err.contains("unknown stage `staging`"), "{err}");
+        assert!(err.contains("dev, prod, pr-*"), "{err}");
+    }
+
+    #[test]
+    fn missing_env_names_the_variable_only_for_the_stage_that_needs_it() {
+        let config = Config::parse(SAMPLE, Path::new("u.toml"), &|_| None).unwrap();
+        let err = config.stage("dev").unwrap_err();
+        assert!(err.to_string().contains("DEV_DIST"), "{err}");
+        assert!(config.stage("prod").is_ok());
+    }
+
+    #[test]
+    fn bad_stage_names_are_refused() {
+        for bad in ["", "Dev", "../x", "a/b", "-x", &"a".repeat(64)] {
+            assert!(validate_stage_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_stage_name("pr-42").is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_are_reported() {
+        let err = Config::parse(
+            "[stages.dev]\nbucket='b'\napi_base='x'\nbukket='typo'\n",
+            Path::new("u.toml"),
+            &|_| None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("bukket"), "{err}");
+    }
+
+    #[test]
+    fn expand_env_handles_defaults_and_literals() {
+        let e = |n: &str| (n == "A").then(|| "1".to_owned());
+        assert_eq!(expand_env("x${A}y", &e).unwrap(), "x1y");
+        assert_eq!(expand_env("${B:-two}", &e).unwrap(), "two");
+        assert_eq!(expand_env("$$HOME $x", &e).unwrap(), "$HOME $x");
+        assert_eq!(expand_env("${B}", &e).unwrap_err(), "B");
+    }
+}

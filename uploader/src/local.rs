@@ -1,0 +1,192 @@
+//! The local side: walk `dist/` and fingerprint every file.
+//!
+//! Content is hashed with SHA-256 while streaming, so a 1 GiB bundle never sits in
+//! memory. Dot-folders such as `.well-known/` are part of the site and are included.
+//! A symlink is followed only while it stays inside `dist/`: one that leaves it would
+//! publish a file nobody meant to publish.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("{0} does not exist; build the site first (`trunk build --release`) or pass the right folder with --dist")]
+    Missing(PathBuf),
+    #[error("{0} is not a directory; pass the build output folder with --dist")]
+    NotADirectory(PathBuf),
+    #[error("{0} is empty; build the site first (`trunk build --release`)")]
+    Empty(PathBuf),
+    #[error("{link} is a symlink to {target}, outside {root}; copy the file into the build output instead of linking it")]
+    SymlinkEscapes {
+        link: PathBuf,
+        target: PathBuf,
+        root: PathBuf,
+    },
+    #[error("{0}: file name is not valid UTF-8; rename it (S3 keys are UTF-8)")]
+    NonUtf8(PathBuf),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One file of the build output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalFile {
+    /// Path relative to `dist/`, `/`-separated: the key suffix under the stage prefix.
+    pub path: String,
+    pub abs: PathBuf,
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the content.
+    pub sha256: String,
+}
+
+/// Walks `root` and returns its files sorted by path.
+pub fn scan(root: &Path) -> Result<Vec<LocalFile>, LocalError> {
+    let meta = std::fs::metadata(root).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => LocalError::Missing(root.to_owned()),
+        _ => LocalError::Io {
+            path: root.to_owned(),
+            source: e,
+        },
+    })?;
+    if !meta.is_dir() {
+        return Err(LocalError::NotADirectory(root.to_owned()));
+    }
+    let canonical_root = std::fs::canonicalize(root).map_err(|source| LocalError::Io {
+        path: root.to_owned(),
+        source,
+    })?;
+
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name() {
+        let entry = entry.map_err(|e| {
+            let path = e.path().map(Path::to_owned).unwrap_or_else(|| root.to_owned());
+            LocalError::Io {
+                path,
+                source: e.into_io_error().unwrap_or_else(|| {
+                    std::io::Error::other("symlink loop in the build output")
+                }),
+            }
+        })?;
+        if entry.path_is_symlink() {
+            let target = std::fs::canonicalize(entry.path()).map_err(|source| LocalError::Io {
+                path: entry.path().to_owned(),
+                source,
+            })?;
+            if !target.starts_with(&canonical_root) {
+                return Err(LocalError::SymlinkEscapes {
+                    link: entry.path().to_owned(),
+                    target,
+                    root: root.to_owned(),
+                });
+            }
+        }
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .expect("walkdir yields paths under its root");
+        let path = rel_key(rel).ok_or_else(|| LocalError::NonUtf8(entry.path().to_owned()))?;
+        let (sha256, size) = hash_file(entry.path())?;
+        files.push(LocalFile {
+            path,
+            abs: entry.path().to_owned(),
+            size,
+            sha256,
+        });
+    }
+    if files.is_empty() {
+        return Err(LocalError::Empty(root.to_owned()));
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+fn rel_key(rel: &Path) -> Option<String> {
+    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    parts.map(|p| p.join("/"))
+}
+
+/// Streams a file through SHA-256; returns (hex digest, size).
+pub fn hash_file(path: &Path) -> Result<(String, u64), LocalError> {
+    let io = |source| LocalError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// SHA-256 of bytes already in memory (small generated files such as `config.json`).
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, rel: &str, body: &[u8]) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+
+    #[test]
+    fn scans_nested_and_dot_folders_with_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "index.html", b"<html></html>");
+        write(dir.path(), ".well-known/security.txt", b"Contact: x");
+        write(dir.path(), "a b/ü+&=.txt", b"");
+        let files = scan(dir.path()).unwrap();
+        let paths: Vec<_> = files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, [".well-known/security.txt", "a b/ü+&=.txt", "index.html"]);
+        assert_eq!(files[1].size, 0);
+        assert_eq!(
+            files[1].sha256,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn missing_and_empty_dist_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = scan(&dir.path().join("nope")).unwrap_err().to_string();
+        assert!(err.contains("does not exist") && err.contains("trunk build"), "{err}");
+        let err = scan(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("is empty"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlink_leaving_dist_is_refused_inside_is_followed() {
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "secret.txt", b"secret");
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "index.html", b"x");
+        std::os::unix::fs::symlink(dir.path().join("index.html"), dir.path().join("alias.html"))
+            .unwrap();
+        assert_eq!(scan(dir.path()).unwrap().len(), 2);
+        std::os::unix::fs::symlink(outside.path().join("secret.txt"), dir.path().join("leak.txt"))
+            .unwrap();
+        let err = scan(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("leak.txt") && err.contains("outside"), "{err}");
+    }
+}
