@@ -1,0 +1,324 @@
+//! HTTP routing, extractors and handlers.
+//!
+//! Handlers stay thin: extractors turn the request into validated values (or an
+//! [`ApiError`]), the [`Store`] does the work, and the result is serialised.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Serialize};
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+
+use crate::error::ApiError;
+use crate::model::{CreateTodo, PatchTodo, SetAllCompleted, Stage, Title, Todo};
+use crate::store::Store;
+
+/// Largest request body read. Valid bodies are a few KiB at most (500 chars of
+/// up to 4 bytes each), so anything near this is a mistake or abuse.
+const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+/// How long browsers may cache a preflight answer.
+const CORS_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// Builds the complete application: routes, JSON fallbacks, CORS and request logs.
+pub fn router(store: Store) -> Router {
+    // Any origin: the browser front end is served from another port or host,
+    // and this server only ever listens on loopback.
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([header::CONTENT_TYPE])
+        .max_age(CORS_MAX_AGE);
+
+    // Request lines at INFO so the default log level shows traffic.
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
+
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route(
+            "/{stage}/todos",
+            get(list_todos)
+                .post(create_todo)
+                .patch(set_all_completed)
+                .delete(clear_completed),
+        )
+        .route(
+            "/{stage}/todos/{id}",
+            get(get_todo).patch(update_todo).delete(delete_todo),
+        )
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(route_not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(trace)
+        .layer(cors)
+        .with_state(store)
+}
+
+// ---------------------------------------------------------------------------
+// Extractors: each one fails with an `ApiError`, so axum's plain-text
+// rejections never reach a client.
+// ---------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct StageSegment {
+    stage: String,
+}
+
+#[derive(Deserialize)]
+struct TodoSegments {
+    stage: String,
+    id: String,
+}
+
+fn parse_stage(raw: String) -> Result<Stage, ApiError> {
+    Stage::parse(&raw).ok_or(ApiError::InvalidStage(raw))
+}
+
+/// The validated `{stage}` path segment.
+///
+/// Validated in an extractor (not in the handler) so an invalid stage is a 404
+/// even when the body is also bad: the resource does not exist either way.
+struct StageParam(Stage);
+
+impl<S: Send + Sync> FromRequestParts<S> for StageParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(StageSegment { stage }) = Path::from_request_parts(parts, state).await?;
+        Ok(StageParam(parse_stage(stage)?))
+    }
+}
+
+/// The validated `{stage}` and the opaque `{id}` of `/{stage}/todos/{id}`.
+struct TodoParam {
+    stage: Stage,
+    id: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for TodoParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(TodoSegments { stage, id }) = Path::from_request_parts(parts, state).await?;
+        Ok(TodoParam {
+            stage: parse_stage(stage)?,
+            id,
+        })
+    }
+}
+
+/// A JSON body with the contract's JSON errors instead of axum's plain-text
+/// rejections.
+///
+/// Unlike `axum::Json`, the whole body is checked for JSON syntax before it is
+/// matched against `T`: serde reports the first problem it meets while
+/// streaming, so `{"title": ` could otherwise surface as "unknown field" rather
+/// than as the malformed JSON it is.
+struct ApiJson<T>(T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !has_json_content_type(req.headers()) {
+            return Err(ApiError::InvalidContentType);
+        }
+        let bytes = Bytes::from_request(req, state).await?;
+        serde_json::from_slice::<IgnoredAny>(&bytes)
+            .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+        // `Json::from_bytes` reports type errors with the field path ("title: ...").
+        let Json(value) = Json::<T>::from_bytes(&bytes)?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// `application/json` or any `application/*+json`, parameters (charset) ignored;
+/// the same rule as `axum::Json`.
+fn has_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(Ok(value)) = headers.get(header::CONTENT_TYPE).map(|v| v.to_str()) else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some((kind, subtype)) => {
+            kind == "application" && (subtype == "json" || subtype.ends_with("+json"))
+        }
+        None => false,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Handlers
+// ---------------------------------------------------------------------------
+
+/// Readiness probe for test harnesses: plain `ok`, no database access, so it
+/// answers as soon as the listener is up.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn list_todos(
+    State(store): State<Store>,
+    StageParam(stage): StageParam,
+) -> Result<Json<Vec<Todo>>, ApiError> {
+    Ok(Json(store.list(&stage).await?))
+}
+
+async fn create_todo(
+    State(store): State<Store>,
+    StageParam(stage): StageParam,
+    ApiJson(body): ApiJson<CreateTodo>,
+) -> Result<impl IntoResponse, ApiError> {
+    let title = Title::parse(&body.title)?;
+    let todo = store
+        .create(&stage, title, body.completed.unwrap_or(false))
+        .await?;
+    Ok((StatusCode::CREATED, Json(todo)))
+}
+
+async fn get_todo(
+    State(store): State<Store>,
+    TodoParam { stage, id }: TodoParam,
+) -> Result<Json<Todo>, ApiError> {
+    match store.get(&stage, &id).await? {
+        Some(todo) => Ok(Json(todo)),
+        None => Err(not_found(&stage, id)),
+    }
+}
+
+async fn update_todo(
+    State(store): State<Store>,
+    TodoParam { stage, id }: TodoParam,
+    ApiJson(body): ApiJson<PatchTodo>,
+) -> Result<Json<Todo>, ApiError> {
+    let changes = body.validate()?;
+    match store.update(&stage, &id, changes).await? {
+        Some(todo) => Ok(Json(todo)),
+        None => Err(not_found(&stage, id)),
+    }
+}
+
+async fn delete_todo(
+    State(store): State<Store>,
+    TodoParam { stage, id }: TodoParam,
+) -> Result<StatusCode, ApiError> {
+    if store.delete(&stage, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found(&stage, id))
+    }
+}
+
+/// Toggle-all: one request instead of one PATCH per todo.
+async fn set_all_completed(
+    State(store): State<Store>,
+    StageParam(stage): StageParam,
+    ApiJson(body): ApiJson<SetAllCompleted>,
+) -> Result<Json<Vec<Todo>>, ApiError> {
+    Ok(Json(store.set_all_completed(&stage, body.completed).await?))
+}
+
+#[derive(Deserialize)]
+struct ClearQuery {
+    completed: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Deleted {
+    deleted: usize,
+}
+
+/// Clear-completed. The explicit `?completed=true` is required so that a
+/// `DELETE` on the collection can never wipe a whole stage by accident.
+async fn clear_completed(
+    State(store): State<Store>,
+    StageParam(stage): StageParam,
+    query: Result<Query<ClearQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Deleted>, ApiError> {
+    let Query(query) = query?;
+    if query.completed.as_deref() != Some("true") {
+        return Err(ApiError::InvalidQuery(format!(
+            "DELETE /{0}/todos only clears completed todos and requires the query ?completed=true; add it, or use DELETE /{0}/todos/{{id}} to delete a single todo",
+            stage.as_str()
+        )));
+    }
+    let deleted = store.delete_completed(&stage).await?;
+    Ok(Json(Deleted { deleted }))
+}
+
+fn not_found(stage: &Stage, id: String) -> ApiError {
+    ApiError::TodoNotFound {
+        stage: stage.as_str().to_owned(),
+        id,
+    }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+async fn route_not_found(uri: Uri) -> ApiError {
+    ApiError::RouteNotFound(uri.path().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with_ct(ct: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+        h
+    }
+
+    #[test]
+    fn json_content_types() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+        ] {
+            assert!(has_json_content_type(&with_ct(ok)), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "json",
+            "text/json",
+            "",
+        ] {
+            assert!(!has_json_content_type(&with_ct(bad)), "{bad}");
+        }
+        assert!(!has_json_content_type(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,162 @@
+//! Shared helpers: start the real router on an ephemeral loopback port and talk
+//! to it over HTTP with reqwest, exactly as the browser app and harnesses do.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::net::SocketAddr;
+
+use api::Store;
+use reqwest::{Response, StatusCode};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct Server {
+    pub base: String,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    pub async fn start(store: Store) -> Server {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, api::router(store))
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("server failed");
+        });
+        Server {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn in_memory() -> Server {
+        Server::start(Store::open_in_memory().expect("in-memory store")).await
+    }
+
+    /// Stops the server and waits until it has fully shut down.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task panicked");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn patch_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .patch(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("PATCH")
+    }
+
+    /// Sends a raw body with an explicit content type (or none).
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        let mut req = self.client.request(method, self.url(path)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        req.send().await.expect("raw request")
+    }
+
+    /// Creates a todo and returns it, asserting 201.
+    pub async fn create(&self, stage: &str, title: &str) -> Value {
+        let res = self
+            .post_json(
+                &format!("/{stage}/todos"),
+                &serde_json::json!({ "title": title }),
+            )
+            .await;
+        json_of(res, StatusCode::CREATED).await
+    }
+
+    pub async fn list(&self, stage: &str) -> Vec<Value> {
+        let v = json_of(self.get(&format!("/{stage}/todos")).await, StatusCode::OK).await;
+        v.as_array().expect("list is an array").clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Asserts the status and a JSON content type, and returns the parsed body.
+pub async fn json_of(res: Response, expected: StatusCode) -> Value {
+    let status = res.status();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let text = res.text().await.expect("body");
+    assert_eq!(status, expected, "unexpected status; body: {text}");
+    assert!(
+        ct.starts_with("application/json"),
+        "expected a JSON content type, got {ct:?}; body: {text}"
+    );
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}"))
+}
+
+/// Asserts an error response: status, JSON shape `{code, message}` and code.
+pub async fn assert_error(res: Response, expected: StatusCode, code: &str) -> String {
+    let v = json_of(res, expected).await;
+    let obj = v.as_object().expect("error body is an object");
+    assert_eq!(obj.len(), 2, "error body has exactly code and message: {v}");
+    assert_eq!(v["code"], code, "wrong error code in {v}");
+    let message = v["message"].as_str().expect("message is a string");
+    assert!(
+        message.len() > 10,
+        "message should be a sentence: {message:?}"
+    );
+    message.to_owned()
+}
