@@ -69,6 +69,87 @@ impl Cdn {
             .unwrap_or_default())
     }
 
+    /// The origin path of the distribution's origin for `bucket` (`/dev`, or empty):
+    /// viewer paths are keys with it removed.
+    pub async fn origin_path(&self, distribution_id: &str, bucket: &str) -> Result<String, CdnError> {
+        let out = self
+            .client
+            .get_distribution_config()
+            .id(distribution_id)
+            .send()
+            .await
+            .map_err(|e| error("GetDistributionConfig", distribution_id, e))?;
+        let origins = out
+            .distribution_config
+            .and_then(|c| c.origins)
+            .map(|o| o.items)
+            .unwrap_or_default();
+        let host_prefix = format!("{bucket}.");
+        let chosen = origins
+            .iter()
+            .find(|o| o.domain_name.starts_with(&host_prefix))
+            .or(if origins.len() == 1 { origins.first() } else { None });
+        match chosen {
+            Some(o) => Ok(o.origin_path.clone().unwrap_or_default()),
+            None => {
+                tracing::warn!(distribution_id, bucket, "no origin of the distribution points at the bucket; invalidating keys as paths from the bucket root");
+                Ok(String::new())
+            }
+        }
+    }
+
+    /// Creates an invalidation, waiting and retrying while CloudFront has too many in
+    /// progress (exponential backoff with jitter, about two minutes at most).
+    pub async fn invalidate_with_backoff(
+        &self,
+        distribution_id: &str,
+        paths: &[String],
+        caller_reference: &str,
+    ) -> Result<String, CdnError> {
+        let mut delay = std::time::Duration::from_millis(500);
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            match self.invalidate(distribution_id, paths, caller_reference).await {
+                Err(e) if e.is_transient() && waited < std::time::Duration::from_secs(120) => {
+                    let jitter = std::time::Duration::from_millis(rand::random::<u64>() % 250);
+                    tracing::warn!("{e}; retrying in {:?}", delay + jitter);
+                    tokio::time::sleep(delay + jitter).await;
+                    waited += delay + jitter;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Polls until the invalidation completes; an error once `limit` has passed.
+    pub async fn wait_completed(
+        &self,
+        distribution_id: &str,
+        invalidation_id: &str,
+        limit: std::time::Duration,
+    ) -> Result<String, CdnError> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let status = self.invalidation_status(distribution_id, invalidation_id).await?;
+            if status.eq_ignore_ascii_case("completed") {
+                return Ok(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(CdnError::Request {
+                    op: "GetInvalidation",
+                    id: distribution_id.to_owned(),
+                    message: format!(
+                        "invalidation {invalidation_id} is still {status} after {}s; it goes on in CloudFront, check it later or raise --wait",
+                        limit.as_secs()
+                    ),
+                    transient: false,
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+    }
+
     /// The status of an invalidation (`InProgress` or `Completed`).
     pub async fn invalidation_status(
         &self,

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::headers::HeaderRule;
+
 /// Everything that can be wrong with the configuration; each message names the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -49,6 +51,9 @@ struct RawConfig {
     stages: BTreeMap<String, RawStage>,
     #[serde(default)]
     previews: Vec<RawPreview>,
+    /// Per-glob header overrides for every stage (later rules win).
+    #[serde(default)]
+    headers: Vec<HeaderRule>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +94,8 @@ pub struct Stage {
     pub preview: bool,
     /// The variables written into the stage's `config.json` (always has `apiBase`).
     pub vars: BTreeMap<String, String>,
+    /// Header overrides from the config file's `[[headers]]` rules.
+    pub headers: Vec<HeaderRule>,
 }
 
 /// The parsed configuration file.
@@ -128,6 +135,10 @@ impl Config {
                 message: "no stages are defined; add a [stages.dev] table with bucket, prefix, distribution_id and api_base".into(),
             });
         }
+        crate::headers::HeaderRules::new(&raw.headers).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: format!("[[headers]] glob: {e}"),
+        })?;
         for pattern in raw.previews.iter().map(|p| &p.pattern) {
             globset::Glob::new(pattern).map_err(|e| ConfigError::Parse {
                 path: path.to_owned(),
@@ -166,6 +177,7 @@ impl Config {
                 distribution_id: non_empty(s.distribution_id.as_deref()),
                 preview: false,
                 vars: with_api_base(&s.vars, &s.api_base),
+                headers: self.raw.headers.clone(),
             }
         } else if let Some(p) = self.raw.previews.iter().find(|p| matches(&p.pattern, name)) {
             Stage {
@@ -178,6 +190,7 @@ impl Config {
                     .into_iter()
                     .map(|(k, v)| (k, v.replace("{stage}", name)))
                     .collect(),
+                headers: self.raw.headers.clone(),
             }
         } else {
             return Err(ConfigError::UnknownStage {

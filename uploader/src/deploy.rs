@@ -1,47 +1,15 @@
-//! The deploy, top to bottom: read the stage, walk `dist/`, plan, upload in order,
-//! invalidate.
+//! `uploader --stage NAME`: walk `dist/`, describe the release, hand it to the engine.
 
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::Path;
 
-use futures::StreamExt;
-use serde::Serialize;
-
+use crate::apply::{self, Report, RunOptions, Target};
 use crate::aws::Clients;
-use crate::cdn::Cdn;
 use crate::config::Stage;
 use crate::headers::HeaderRules;
-use crate::plan::{self, Plan, Source, Upload};
-use crate::progress::Progress;
-use crate::store::Bucket;
-use crate::{Error, local};
-
-/// How to run a deploy (the command-line flags).
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub dist: PathBuf,
-    /// Requests in flight at once.
-    pub concurrency: usize,
-    /// Print the plan, write nothing.
-    pub dry_run: bool,
-    /// No progress output (machine-readable output on stdout).
-    pub quiet: bool,
-}
-
-/// What a deploy did; printed as the summary, or as JSON with `--output json`.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Report {
-    pub stage: String,
-    pub bucket: String,
-    pub prefix: String,
-    pub dry_run: bool,
-    pub uploaded: usize,
-    pub bytes: u64,
-    pub seconds: f64,
-    pub invalidation_id: Option<String>,
-    pub plan: Plan,
-}
+use crate::local::{self, LocalFile};
+use crate::plan::{Desired, Source};
+use crate::state::{self, Release};
+use crate::{CONFIG_JSON, Error};
 
 /// The `config.json` a stage serves: its name and its variables.
 pub fn config_json(stage: &Stage) -> Vec<u8> {
@@ -56,81 +24,61 @@ pub fn config_json(stage: &Stage) -> Vec<u8> {
     bytes
 }
 
-/// Deploys `opts.dist` to `stage`.
-pub async fn run(clients: &Clients, stage: &Stage, opts: &Options) -> Result<Report, Error> {
-    let started = Instant::now();
-    let files = local::scan(&opts.dist)?;
-    let rules = HeaderRules::default();
-    let plan = plan::plan_full(&files, config_json(stage), &rules);
-    tracing::info!(
-        stage = %stage.name,
-        bucket = %stage.bucket,
-        prefix = %stage.prefix,
-        files = plan.uploads.len(),
-        "deploying"
-    );
-
-    let mut report = Report {
-        stage: stage.name.clone(),
-        bucket: stage.bucket.clone(),
-        prefix: stage.prefix.clone(),
-        dry_run: opts.dry_run,
-        uploaded: 0,
-        bytes: 0,
-        seconds: 0.0,
-        invalidation_id: None,
-        plan,
-    };
-    if opts.dry_run {
-        report.seconds = started.elapsed().as_secs_f64();
-        return Ok(report);
+/// The stage's generated `config.json` as a desired file.
+pub fn config_desired(stage: &Stage, rules: &HeaderRules) -> Desired {
+    let bytes = config_json(stage);
+    Desired {
+        path: CONFIG_JSON.to_owned(),
+        sha256: local::hash_bytes(&bytes),
+        size: bytes.len() as u64,
+        headers: rules.for_path(CONFIG_JSON),
+        source: Source::Bytes(bytes),
     }
-
-    let bucket = Bucket::new(clients.s3.clone(), &stage.bucket);
-    let mut progress = Progress::new("upload", report.plan.uploads.len() as u64, opts.quiet);
-    for (phase, uploads) in report.plan.phases() {
-        tracing::debug!(?phase, count = uploads.len(), "phase");
-        let mut results = futures::stream::iter(uploads)
-            .map(|u| upload(&bucket, &stage.prefix, u))
-            .buffer_unordered(opts.concurrency.max(1));
-        // A phase finishes completely before the next starts; the first failure stops
-        // the deploy before any later (more visible) phase is touched.
-        while let Some(result) = results.next().await {
-            let path = result?;
-            progress.inc(path);
-        }
-    }
-    progress.finish();
-    report.uploaded = report.plan.uploads.len();
-    report.bytes = report.plan.bytes();
-
-    if let Some(id) = &stage.distribution_id
-        && !report.plan.invalidations.is_empty()
-    {
-        let cdn = Cdn::new(clients.cloudfront.clone());
-        let reference = format!("uploader-{}-{}", stage.name, unix_millis());
-        let inv = cdn.invalidate(id, &report.plan.invalidations, &reference).await?;
-        tracing::info!(distribution = %id, invalidation = %inv, paths = report.plan.invalidations.len(), "invalidation created");
-        report.invalidation_id = Some(inv);
-    }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
 }
 
-async fn upload<'a>(bucket: &Bucket, prefix: &str, u: &'a Upload) -> Result<&'a str, Error> {
-    let key = format!("{prefix}{}", u.path);
-    match &u.source {
-        Source::File { abs } => bucket.put_file(&key, abs, &u.headers).await?,
-        Source::Generated { bytes } => bucket.put_bytes(&key, bytes.clone(), &u.headers).await?,
-    };
-    Ok(&u.path)
+/// The desired files for a build: every file of `dist/` (a `config.json` there is
+/// replaced by the stage's) plus the stage's `config.json`.
+pub fn desired_from_dist(files: &[LocalFile], stage: &Stage, rules: &HeaderRules) -> Vec<Desired> {
+    files
+        .iter()
+        .filter(|f| f.path != CONFIG_JSON)
+        .map(|f| Desired {
+            path: f.path.clone(),
+            sha256: f.sha256.clone(),
+            size: f.size,
+            headers: rules.for_path(&f.path),
+            source: Source::File(f.abs.clone()),
+        })
+        .chain(std::iter::once(config_desired(stage, rules)))
+        .collect()
 }
 
-fn unix_millis() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
+/// Deploys `dist` to `stage` as a new release (or as the release it already is).
+pub async fn run(clients: &Clients, stage: &Stage, dist: &Path, opts: &RunOptions) -> Result<Report, Error> {
+    let files = local::scan(dist)?;
+    let rules = HeaderRules::new(&stage.headers)
+        .map_err(|e| Error::Refused(format!("invalid [[headers]] glob: {e}")))?;
+    let desired = desired_from_dist(&files, stage, &rules);
+    let files = crate::plan::files_of(&desired);
+    let release = Release {
+        id: state::release_id(&files),
+        created_at: state::now_rfc3339(),
+        source: "deploy".into(),
+        created_by: state::actor(),
+        files,
+    };
+    tracing::info!(stage = %stage.name, bucket = %stage.bucket, prefix = %stage.prefix, release = %release.id, "deploying {}", dist.display());
+    apply::apply(
+        clients,
+        Target {
+            stage,
+            desired,
+            release,
+            action: "deploy".into(),
+        },
+        opts,
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -146,6 +94,7 @@ mod tests {
             distribution_id: None,
             preview: false,
             vars: [("apiBase".to_owned(), "http://x/dev".to_owned())].into(),
+            headers: vec![],
         };
         let v: serde_json::Value = serde_json::from_slice(&config_json(&stage)).unwrap();
         assert_eq!(v, serde_json::json!({"stage": "dev", "apiBase": "http://x/dev"}));

@@ -4,15 +4,19 @@
 //! I/O ([`local`] reads the disk, [`store`] talks to S3, [`cdn`] to CloudFront), and
 //! [`deploy`] runs a plan from top to bottom.
 
+pub mod apply;
 pub mod aws;
 pub mod cdn;
 pub mod config;
 pub mod deploy;
 pub mod headers;
+pub mod invalidate;
 pub mod local;
+pub mod lock;
 pub mod plan;
 pub mod preview;
 pub mod progress;
+pub mod state;
 pub mod store;
 
 /// The per-stage runtime configuration the app reads at boot; written by every deploy.
@@ -32,6 +36,9 @@ pub enum Error {
     /// The plan was refused before anything was written (e.g. too many deletes).
     #[error("{0}")]
     Refused(String),
+    /// Another run holds the stage.
+    #[error("{0}")]
+    Locked(String),
 }
 
 /// Process exit codes CI can act on.
@@ -45,6 +52,8 @@ pub mod exit {
     /// The deploy failed talking to S3 or CloudFront; the live stage still serves a
     /// complete release, and a rerun converges.
     pub const DEPLOY: u8 = 4;
+    /// Another deploy, promote or rollback holds the stage; retry later.
+    pub const LOCKED: u8 = 5;
 }
 
 impl Error {
@@ -52,6 +61,7 @@ impl Error {
         match self {
             Error::Config(_) | Error::Local(_) => exit::CONFIG,
             Error::Refused(_) => exit::REFUSED,
+            Error::Locked(_) => exit::LOCKED,
             Error::Store(_) | Error::Cdn(_) => exit::DEPLOY,
         }
     }

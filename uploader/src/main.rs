@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::time::Duration;
+
+use uploader::apply::{Report, RunOptions};
 use uploader::{aws::Clients, config::Config, deploy, exit, preview};
 
 #[derive(Parser, Debug)]
@@ -60,12 +63,49 @@ struct DeployArgs {
     /// The build output to deploy.
     #[arg(long, default_value = "dist")]
     dist: PathBuf,
+    /// List the stage's prefix and repair drift instead of trusting its manifest.
+    #[arg(long)]
+    verify: bool,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Flags shared by everything that changes what a stage serves.
+#[derive(Args, Debug)]
+struct RunArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
     /// Print the plan and write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Previous releases whose files stay in place (for open tabs and rollbacks).
+    #[arg(long, default_value_t = 2)]
+    retain: usize,
+    /// Refuse the whole plan, before writing anything, if it deletes more objects.
+    #[arg(long, default_value_t = 100)]
+    max_delete: usize,
+    /// Wait until the CloudFront invalidation completes, at most this many seconds.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "600")]
+    wait: Option<u64>,
+    /// A lock older than this many seconds is taken to be left by a crashed run.
+    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    lock_ttl: u64,
+}
+
+impl RunArgs {
+    fn options(&self, global: &Global) -> RunOptions {
+        RunOptions {
+            concurrency: self.concurrency.max(1),
+            dry_run: self.dry_run,
+            quiet: global.output == Output::Json,
+            verify: false,
+            retain: self.retain,
+            max_delete: self.max_delete,
+            wait: self.wait.map(Duration::from_secs),
+            lock_ttl: Duration::from_secs(self.lock_ttl),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -107,6 +147,7 @@ fn init_tracing(output: Output) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }
@@ -135,41 +176,66 @@ async fn run_deploy(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
     };
     let stage = load_stage(global, &name)?;
     let clients = Clients::load(global.attempts).await;
-    let opts = deploy::Options {
-        dist: args.dist,
-        concurrency: args.concurrency,
-        dry_run: args.dry_run,
-        quiet: global.output == Output::Json,
-    };
-    let report = deploy::run(&clients, &stage, &opts)
+    let mut opts = args.run.options(global);
+    opts.verify = args.verify;
+    let report = deploy::run(&clients, &stage, &args.dist, &opts)
         .await
         .with_context(|| format!("deploy of stage `{}` failed", stage.name))?;
-    match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Text => {
-            if report.dry_run {
-                for u in &report.plan.uploads {
-                    println!("upload  {:<12} {}", format!("{:?}", u.phase), u.path);
-                }
-                for p in &report.plan.invalidations {
-                    println!("invalidate {p}");
-                }
-            }
-            println!(
-                "{}stage {}: uploaded {}, {} bytes, {:.2}s{}",
-                if report.dry_run { "[dry run] " } else { "" },
-                report.stage,
-                report.uploaded,
-                report.bytes,
-                report.seconds,
-                report
-                    .invalidation_id
-                    .as_ref()
-                    .map(|i| format!(", invalidation {i}"))
-                    .unwrap_or_default()
-            );
+    print_report(global, &report)
+}
+
+/// The result on stdout: the plan for a dry run, then one summary line (or JSON).
+fn print_report(global: &Global, report: &Report) -> anyhow::Result<()> {
+    if global.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    if report.dry_run {
+        for p in &report.plan.preserves {
+            println!("preserve   {}", p.path);
+        }
+        for a in &report.plan.writes {
+            let verb = match a.write {
+                uploader::plan::Write::Put { .. } => "upload",
+                uploader::plan::Write::Headers => "headers",
+            };
+            println!("{verb:<10} {}", a.path);
+        }
+        for d in &report.plan.deletes {
+            println!("delete     {d}");
         }
     }
+    if let Some(inv) = &report.invalidation {
+        for p in &inv.paths {
+            println!("invalidate {p}");
+        }
+    }
+    println!(
+        "{}stage {}: release {} ({}{}): uploaded {}, updated {}, unchanged {}, deleted {}, {} bytes, {:.2}s{}{}",
+        if report.dry_run { "[dry run] " } else { "" },
+        report.stage,
+        report.release,
+        report.action,
+        report
+            .previous_release
+            .as_ref()
+            .filter(|p| **p != report.release)
+            .map(|p| format!(", was {p}"))
+            .unwrap_or_default(),
+        if report.dry_run { report.plan.uploads().count() } else { report.uploaded },
+        if report.dry_run { report.plan.header_updates().count() } else { report.updated },
+        report.unchanged,
+        if report.dry_run { report.plan.deletes.len() } else { report.deleted },
+        if report.dry_run { report.plan.bytes() } else { report.bytes },
+        report.seconds,
+        if report.repaired > 0 { format!(", repaired {}", report.repaired) } else { String::new() },
+        report
+            .invalidation
+            .as_ref()
+            .and_then(|i| i.id.as_ref())
+            .map(|i| format!(", invalidation {i}"))
+            .unwrap_or_default()
+    );
     Ok(())
 }
 

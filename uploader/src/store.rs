@@ -54,11 +54,27 @@ pub struct Fetched {
     pub content_length: Option<i64>,
 }
 
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    pub etag: Option<String>,
+}
+
+/// Files at least this large are sent as multipart uploads.
+pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
+/// The part size of multipart uploads; one part per upload is in memory at a time.
+pub const PART_SIZE: u64 = 8 * 1024 * 1024;
+/// Multipart uploads in flight at once, which bounds memory to about this many parts.
+const MULTIPART_SLOTS: usize = 2;
+
 /// One bucket, through one S3 client.
 #[derive(Clone, Debug)]
 pub struct Bucket {
     client: aws_sdk_s3::Client,
     name: String,
+    multipart: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Bucket {
@@ -66,6 +82,7 @@ impl Bucket {
         Self {
             client,
             name: name.into(),
+            multipart: std::sync::Arc::new(tokio::sync::Semaphore::new(MULTIPART_SLOTS)),
         }
     }
 
@@ -73,13 +90,17 @@ impl Bucket {
         &self.name
     }
 
-    /// Uploads a file from disk, streaming it; returns the new ETag.
+    /// Uploads a file from disk, streaming it (multipart when large); returns the new ETag.
     pub async fn put_file(
         &self,
         key: &str,
         path: &Path,
+        size: u64,
         headers: &Headers,
     ) -> Result<Option<String>, StoreError> {
+        if size >= MULTIPART_THRESHOLD {
+            return self.put_multipart(key, path, headers).await;
+        }
         let body = ByteStream::from_path(path)
             .await
             .map_err(|e| StoreError::Io {
@@ -166,6 +187,226 @@ impl Bucket {
         Ok(Some(data.into_bytes().to_vec()))
     }
 
+    /// Sends a large file in parts, one part in memory at a time; aborts the upload on
+    /// failure so no orphaned parts are billed.
+    async fn put_multipart(
+        &self,
+        key: &str,
+        path: &Path,
+        headers: &Headers,
+    ) -> Result<Option<String>, StoreError> {
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        use tokio::io::AsyncReadExt;
+
+        let _slot = self.multipart.acquire().await.map_err(|e| StoreError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+        let io = |source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.name)
+            .key(key)
+            .content_type(&headers.content_type)
+            .cache_control(&headers.cache_control)
+            .set_content_encoding(headers.content_encoding.clone())
+            .set_metadata(some_map(headers))
+            .send()
+            .await
+            .map_err(|e| self.error("CreateMultipartUpload", key, e))?;
+        let upload_id = created.upload_id.unwrap_or_default();
+        let result: Result<Option<String>, StoreError> = async {
+            let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+            let mut parts = Vec::new();
+            let mut number = 1;
+            loop {
+                let mut buf = Vec::with_capacity(PART_SIZE as usize);
+                (&mut file).take(PART_SIZE).read_to_end(&mut buf).await.map_err(io)?;
+                if buf.is_empty() && number > 1 {
+                    break;
+                }
+                let last = (buf.len() as u64) < PART_SIZE;
+                let out = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.name)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(buf))
+                    .send()
+                    .await
+                    .map_err(|e| self.error("UploadPart", key, e))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(out.e_tag)
+                        .build(),
+                );
+                number += 1;
+                if last {
+                    break;
+                }
+            }
+            let done = self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.name)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                .send()
+                .await
+                .map_err(|e| self.error("CompleteMultipartUpload", key, e))?;
+            Ok(done.e_tag)
+        }
+        .await;
+        if result.is_err() {
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.name)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+
+    /// Server-side copy of `src_bucket/src_key` to `key` in this bucket, stored with
+    /// `headers` (no bytes pass through this machine); returns the new ETag.
+    pub async fn copy_from(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        key: &str,
+        headers: &Headers,
+    ) -> Result<Option<String>, StoreError> {
+        use aws_sdk_s3::types::MetadataDirective;
+        let out = self
+            .client
+            .copy_object()
+            .bucket(&self.name)
+            .key(key)
+            .copy_source(copy_source(src_bucket, src_key))
+            .metadata_directive(MetadataDirective::Replace)
+            .content_type(&headers.content_type)
+            .cache_control(&headers.cache_control)
+            .set_content_encoding(headers.content_encoding.clone())
+            .set_metadata(some_map(headers))
+            .send()
+            .await
+            .map_err(|e| self.error("CopyObject", key, e))?;
+        Ok(out.copy_object_result.and_then(|r| r.e_tag))
+    }
+
+    /// Replaces an object's headers without sending its body again (a copy onto itself).
+    pub async fn update_headers(&self, key: &str, headers: &Headers) -> Result<Option<String>, StoreError> {
+        self.copy_from(&self.name.clone(), key, key, headers).await
+    }
+
+    /// Writes `bytes` only if `key` does not exist yet; `Ok(false)` when it does.
+    /// (`If-None-Match: *`; the caller double-checks by reading back, for servers that
+    /// ignore the condition.)
+    pub async fn put_if_absent(&self, key: &str, bytes: Vec<u8>) -> Result<bool, StoreError> {
+        match self
+            .client
+            .put_object()
+            .bucket(&self.name)
+            .key(key)
+            .if_none_match("*")
+            .content_type("application/json")
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(http_status(&e), Some(412 | 409)) => Ok(false),
+            Err(e) => Err(self.error("PutObject", key, e)),
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.error("DeleteObject", key, e))?;
+        Ok(())
+    }
+
+    /// Deletes keys, up to 1000 per request.
+    pub async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        for chunk in keys.chunks(1000) {
+            let objects: Vec<ObjectIdentifier> = chunk
+                .iter()
+                .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
+                .collect();
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| StoreError::Request {
+                    op: "DeleteObjects",
+                    bucket: self.name.clone(),
+                    key: chunk.first().cloned().unwrap_or_default(),
+                    message: e.to_string(),
+                    transient: false,
+                })?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.name)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| self.error("DeleteObjects", chunk.first().map_or("", String::as_str), e))?;
+            if let Some(err) = out.errors.unwrap_or_default().into_iter().next() {
+                return Err(StoreError::Request {
+                    op: "DeleteObjects",
+                    bucket: self.name.clone(),
+                    key: err.key.unwrap_or_default(),
+                    message: err.message.unwrap_or_else(|| "delete refused".into()),
+                    transient: false,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Every object under `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.name)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("ListObjectsV2", prefix, e))?;
+            for o in page.contents.unwrap_or_default() {
+                if let Some(key) = o.key {
+                    out.push(Listed {
+                        key,
+                        size: o.size.unwrap_or(0).max(0) as u64,
+                        etag: o.e_tag.map(|e| normalise_etag(&e)),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn error<E>(&self, op: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -207,6 +448,17 @@ impl Bucket {
             transient,
         }
     }
+}
+
+/// `x-amz-copy-source`: bucket and key, the key percent-encoded (`/` kept) so spaces,
+/// `+`, `&`, `=` and non-ASCII names survive.
+fn copy_source(bucket: &str, key: &str) -> String {
+    format!("{bucket}/{}", crate::invalidate::encode(key))
+}
+
+/// ETags compared without their quotes.
+pub fn normalise_etag(etag: &str) -> String {
+    etag.trim_matches('"').to_owned()
 }
 
 fn some_map(headers: &Headers) -> Option<std::collections::HashMap<String, String>> {

@@ -1,0 +1,271 @@
+//! What the bucket records about a stage, next to its files.
+//!
+//! Everything the uploader keeps for a stage lives under `_uploader/stages/{stage}/` in
+//! the stage's bucket, outside the key prefix CloudFront serves:
+//!
+//! - `state.json`: the stage's manifest — every object the uploader has written under
+//!   the prefix (path → sha256, size, headers, ETag), which release is live and the
+//!   history. A normal deploy trusts it instead of listing the prefix, so a no-op deploy
+//!   costs one small GET.
+//! - `releases/{id}.json`: one immutable record per release (its files and headers;
+//!   `config.json` excluded, since that is the one file that differs per stage).
+//! - `blobs/{sha256}`: the previous content of files a later release overwrote (HTML,
+//!   `config.json`, other unhashed names), so a rollback is a server-side copy.
+//! - `lock.json`: held while a deploy, promote or rollback runs.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::headers::Headers;
+
+pub const STATE_VERSION: u32 = 1;
+
+/// The key layout of a stage's records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    root: String,
+}
+
+impl Keys {
+    pub fn new(stage: &str) -> Self {
+        Self {
+            root: format!("{}{stage}/", Self::ALL_STAGES),
+        }
+    }
+    /// The folder holding every stage's records.
+    pub const ALL_STAGES: &'static str = "_uploader/stages/";
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+    pub fn state(&self) -> String {
+        format!("{}state.json", self.root)
+    }
+    pub fn lock(&self) -> String {
+        format!("{}lock.json", self.root)
+    }
+    pub fn release(&self, id: &str) -> String {
+        format!("{}releases/{id}.json", self.root)
+    }
+    pub fn blob(&self, sha256: &str) -> String {
+        format!("{}blobs/{sha256}", self.root)
+    }
+}
+
+/// One object under the stage prefix, as the uploader wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectEntry {
+    pub sha256: String,
+    pub size: u64,
+    pub headers: Headers,
+    /// The ETag S3 returned when it was written: how `--verify` spots a change made
+    /// behind our back without reading the content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The newest release that contains this object (retention is counted from it).
+    pub release: String,
+}
+
+/// One file of a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileEntry {
+    pub sha256: String,
+    pub size: u64,
+    pub headers: Headers,
+}
+
+/// An immutable release: the bundle, exactly as built once. Its id is derived from its
+/// content, so the same build has the same id on every stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Release {
+    pub id: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// `deploy`, or `promoted from <stage>`.
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    pub files: BTreeMap<String, FileEntry>,
+}
+
+/// One change of what a stage serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub release: String,
+    /// RFC 3339.
+    pub at: String,
+    /// `deploy`, `promote from dev`, `rollback`.
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    pub files: usize,
+}
+
+/// A stage's manifest (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageState {
+    pub version: u32,
+    pub stage: String,
+    /// The release served now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+    /// Oldest first.
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
+    /// Path relative to the stage prefix → what is stored there.
+    #[serde(default)]
+    pub objects: BTreeMap<String, ObjectEntry>,
+    /// Preserved previous contents (sha256 → newest release that needed it).
+    #[serde(default)]
+    pub blobs: BTreeMap<String, String>,
+    /// Set while a run is writing; a run that finds it set from a crashed run does not
+    /// trust `objects` and lists the prefix instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<String>,
+    /// CloudFront paths a previous run could not invalidate; the next run retries them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_invalidation: Vec<String>,
+}
+
+/// How many history entries `state.json` keeps (release records stay regardless).
+pub const MAX_HISTORY: usize = 100;
+
+impl StageState {
+    pub fn empty(stage: &str) -> Self {
+        Self {
+            version: STATE_VERSION,
+            stage: stage.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    /// Distinct releases, newest first, starting with the current one.
+    pub fn recent_releases(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        if let Some(c) = &self.current {
+            out.push(c);
+        }
+        for h in self.history.iter().rev() {
+            if !out.contains(&h.release.as_str()) {
+                out.push(&h.release);
+            }
+        }
+        out
+    }
+
+    /// The releases whose files stay in place: the current one and `retain` before it.
+    pub fn retained_releases(&self, retain: usize) -> Vec<&str> {
+        let mut r = self.recent_releases();
+        r.truncate(retain + 1);
+        r
+    }
+
+    pub fn push_history(&mut self, entry: HistoryEntry) {
+        self.history.push(entry);
+        if self.history.len() > MAX_HISTORY {
+            let excess = self.history.len() - MAX_HISTORY;
+            self.history.drain(..excess);
+        }
+    }
+}
+
+/// The content-derived id of a release: the same files with the same headers always
+/// give the same id, so a build promoted to prod keeps the id it had on dev.
+pub fn release_id(files: &BTreeMap<String, FileEntry>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (path, f) in files {
+        h.update(path.as_bytes());
+        h.update([0]);
+        h.update(f.sha256.as_bytes());
+        h.update([0]);
+        h.update(serde_json::to_vec(&f.headers).unwrap_or_default());
+        h.update([0]);
+    }
+    format!("r-{}", &hex::encode(h.finalize())[..12])
+}
+
+/// Now, as RFC 3339 (UTC, seconds).
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Who runs this, when the environment says (CI systems and shells set these).
+pub fn actor() -> Option<String> {
+    if let Ok(actor) = std::env::var("GITHUB_ACTOR") {
+        let run = std::env::var("GITHUB_RUN_ID").map(|r| format!(" (run {r})")).unwrap_or_default();
+        return Some(format!("{actor} via GitHub Actions{run}"));
+    }
+    for var in ["UPLOADER_ACTOR", "USER", "USERNAME"] {
+        if let Ok(v) = std::env::var(var)
+            && !v.is_empty()
+        {
+            return Some(v);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(release: &str) -> HistoryEntry {
+        HistoryEntry {
+            release: release.into(),
+            at: String::new(),
+            action: "deploy".into(),
+            by: None,
+            files: 1,
+        }
+    }
+
+    #[test]
+    fn retention_counts_distinct_releases_from_the_current_one() {
+        let mut s = StageState::empty("dev");
+        for r in ["a", "b", "c", "b", "d"] {
+            s.push_history(entry(r));
+        }
+        s.current = Some("d".into());
+        assert_eq!(s.recent_releases(), ["d", "b", "c", "a"]);
+        assert_eq!(s.retained_releases(2), ["d", "b", "c"]);
+        assert_eq!(s.retained_releases(0), ["d"]);
+    }
+
+    #[test]
+    fn release_id_depends_on_content_and_headers_only() {
+        let mut files = BTreeMap::new();
+        files.insert(
+            "index.html".to_owned(),
+            FileEntry {
+                sha256: "aa".into(),
+                size: 1,
+                headers: Headers::default(),
+            },
+        );
+        let a = release_id(&files);
+        assert_eq!(a, release_id(&files.clone()));
+        files.get_mut("index.html").unwrap().headers.cache_control = "no-cache".into();
+        assert_ne!(a, release_id(&files));
+        assert!(a.starts_with("r-") && a.len() == 14);
+    }
+
+    #[test]
+    fn history_is_capped() {
+        let mut s = StageState::empty("dev");
+        for i in 0..(MAX_HISTORY + 5) {
+            s.push_history(entry(&i.to_string()));
+        }
+        assert_eq!(s.history.len(), MAX_HISTORY);
+        assert_eq!(s.history[0].release, "5");
+    }
+}
