@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod proxy;
+
 /// Static test credentials; the servers accept them, AWS would not.
 pub const ACCESS_KEY: &str = "testkey";
 pub const SECRET_KEY: &str = "testsecret";

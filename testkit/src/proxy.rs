@@ -1,0 +1,192 @@
+//! A recording, fault-injecting HTTP proxy in front of a real server.
+//!
+//! Requests pass through unchanged (the `Host` header too, so SigV4 signatures still
+//! verify upstream). The proxy counts them, remembers method + path + copy source, and
+//! can be told to answer `503 Service Unavailable` from the N-th write on, as a server
+//! falling over half-way through a deploy would.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Request, StatusCode, Uri};
+use axum::response::Response;
+
+/// One request as it went by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub method: String,
+    /// Decoded path without the query (`/bucket/dev/index.html`).
+    pub path: String,
+    pub query: String,
+    /// `x-amz-copy-source` for server-side copies.
+    pub copy_source: Option<String>,
+    pub body_len: usize,
+}
+
+impl Seen {
+    /// PUT, POST and DELETE change the store; GET and HEAD do not.
+    pub fn is_write(&self) -> bool {
+        matches!(self.method.as_str(), "PUT" | "POST" | "DELETE")
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    seen: Mutex<Vec<Seen>>,
+    writes: AtomicUsize,
+    /// Fail every write numbered at or after this (1-based); 0 = never.
+    fail_from_write: AtomicUsize,
+}
+
+#[derive(Clone)]
+struct Ctx {
+    upstream: String,
+    client: reqwest::Client,
+    shared: Arc<Shared>,
+}
+
+/// A running proxy; stops with the test's runtime.
+pub struct Proxy {
+    pub url: String,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Proxy {
+    /// Starts a proxy to `upstream` (`http://127.0.0.1:port`) on a free port.
+    pub async fn start(upstream: &str) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let shared = Arc::new(Shared::default());
+        let ctx = Ctx {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            client: reqwest::Client::builder()
+                .build()
+                .context("proxy http client")?,
+            shared: shared.clone(),
+        };
+        let app = axum::Router::new().fallback(forward).with_state(ctx);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { url, shared, task })
+    }
+
+    /// Forgets what was seen so far (counts start again from zero).
+    pub fn reset(&self) {
+        self.shared.seen.lock().map(|mut s| s.clear()).ok();
+        self.shared.writes.store(0, Ordering::SeqCst);
+    }
+
+    /// From the `n`-th write on (1-based, counted since the last reset), answer 503.
+    pub fn fail_from_write(&self, n: usize) {
+        self.shared.fail_from_write.store(n, Ordering::SeqCst);
+    }
+
+    pub fn heal(&self) {
+        self.shared.fail_from_write.store(0, Ordering::SeqCst);
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.shared.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn writes(&self) -> Vec<Seen> {
+        self.seen().into_iter().filter(Seen::is_write).collect()
+    }
+}
+
+async fn forward(State(ctx): State<Ctx>, req: Request<Body>) -> Response {
+    let (parts, body) = req.into_parts();
+    let body: Bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(e) => return status(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let seen = Seen {
+        method: parts.method.to_string(),
+        path: percent_decode(parts.uri.path()),
+        query: parts.uri.query().unwrap_or_default().to_owned(),
+        copy_source: parts
+            .headers
+            .get("x-amz-copy-source")
+            .and_then(|v| v.to_str().ok())
+            .map(percent_decode),
+        body_len: body.len(),
+    };
+    let write = seen.is_write();
+    if let Ok(mut s) = ctx.shared.seen.lock() {
+        s.push(seen);
+    }
+    if write {
+        let n = ctx.shared.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        let fail_from = ctx.shared.fail_from_write.load(Ordering::SeqCst);
+        if fail_from > 0 && n >= fail_from {
+            return status(StatusCode::SERVICE_UNAVAILABLE, "injected fault");
+        }
+    }
+    match send(&ctx, parts.method, &parts.uri, parts.headers, body).await {
+        Ok(r) => r,
+        Err(e) => status(StatusCode::BAD_GATEWAY, &e.to_string()),
+    }
+}
+
+async fn send(ctx: &Ctx, method: Method, uri: &Uri, mut headers: HeaderMap, body: Bytes) -> Result<Response> {
+    // The body is forwarded whole; the client library frames it again (same length).
+    headers.remove("content-length");
+    headers.remove("transfer-encoding");
+    let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let url = format!("{}{path_and_query}", ctx.upstream);
+    let upstream = ctx
+        .client
+        .request(method, url)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await?;
+    let mut builder = Response::builder().status(upstream.status());
+    for (k, v) in upstream.headers() {
+        if k != "transfer-encoding" {
+            builder = builder.header(k, v);
+        }
+    }
+    let bytes = upstream.bytes().await?;
+    Ok(builder.body(Body::from(bytes))?)
+}
+
+fn status(code: StatusCode, msg: &str) -> Response {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>ServiceUnavailable</Code><Message>{msg}</Message></Error>"
+    );
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/xml")
+        .body(Body::from(body))
+        .unwrap_or_default()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
