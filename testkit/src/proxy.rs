@@ -39,6 +39,8 @@ struct Shared {
     writes: AtomicUsize,
     /// Fail every write numbered at or after this (1-based); 0 = never.
     fail_from_write: AtomicUsize,
+    /// Hold every write this many milliseconds before forwarding it (a slow server).
+    delay_writes_ms: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -92,6 +94,11 @@ impl Proxy {
         self.shared.fail_from_write.store(n, Ordering::SeqCst);
     }
 
+    /// Holds each write `ms` milliseconds before forwarding it, as a slow server would.
+    pub fn delay_writes(&self, ms: usize) {
+        self.shared.delay_writes_ms.store(ms, Ordering::SeqCst);
+    }
+
     pub fn heal(&self) {
         self.shared.fail_from_write.store(0, Ordering::SeqCst);
     }
@@ -131,6 +138,10 @@ async fn forward(State(ctx): State<Ctx>, req: Request<Body>) -> Response {
         let fail_from = ctx.shared.fail_from_write.load(Ordering::SeqCst);
         if fail_from > 0 && n >= fail_from {
             return status(StatusCode::SERVICE_UNAVAILABLE, "injected fault");
+        }
+        let delay = ctx.shared.delay_writes_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay as u64)).await;
         }
     }
     match send(&ctx, parts.method, &parts.uri, parts.headers, body).await {

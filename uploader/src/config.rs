@@ -166,6 +166,35 @@ impl Config {
             .collect()
     }
 
+    /// The explicitly configured stage names.
+    pub fn stage_names(&self) -> Vec<String> {
+        self.raw.stages.keys().cloned().collect()
+    }
+
+    /// The buckets preview stages live in (environment expanded).
+    pub fn preview_buckets(&self) -> Result<Vec<String>, ConfigError> {
+        let lookup = |name: &str| self.env.get(name).cloned();
+        let mut out: Vec<String> = self
+            .raw
+            .previews
+            .iter()
+            .map(|p| {
+                expand_env(&p.bucket, &lookup).map_err(|var| ConfigError::MissingEnv {
+                    path: self.path.clone(),
+                    var,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// True when `name` matches a preview pattern (and is not an explicit stage).
+    pub fn is_preview_name(&self, name: &str) -> bool {
+        !self.raw.stages.contains_key(name) && self.raw.previews.iter().any(|p| matches(&p.pattern, name))
+    }
+
     /// Resolves a stage by name: an explicit `[stages.NAME]` wins over preview patterns.
     pub fn stage(&self, name: &str) -> Result<Stage, ConfigError> {
         validate_stage_name(name)?;

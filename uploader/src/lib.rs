@@ -16,6 +16,7 @@ pub mod lock;
 pub mod plan;
 pub mod preview;
 pub mod progress;
+pub mod release;
 pub mod state;
 pub mod store;
 

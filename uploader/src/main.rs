@@ -9,14 +9,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::time::Duration;
 
 use uploader::apply::{Report, RunOptions};
-use uploader::{aws::Clients, config::Config, deploy, exit, preview};
+use uploader::{aws::Clients, config::Config, deploy, exit, preview, release};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "uploader",
     version,
-    about = "Deploy dist/ to S3 + CloudFront per stage: build once, promote, roll back.",
-    args_conflicts_with_subcommands = true
+    about = "Deploy dist/ to S3 + CloudFront per stage: build once, promote, roll back."
 )]
 struct Cli {
     #[command(flatten)]
@@ -53,6 +52,56 @@ enum Command {
     Deploy(DeployArgs),
     /// Serve a stage from its bucket on 127.0.0.1, the way CloudFront would.
     Preview(PreviewArgs),
+    /// Make a stage serve another stage's current release (server-side copies only).
+    Promote(PromoteArgs),
+    /// Put a stage back on its previous release, or on the one named with --to.
+    Rollback(RollbackArgs),
+    /// A stage's release history.
+    Releases(StageArg),
+    /// Which release every stage serves now.
+    Status,
+    /// Remove a preview stage's files and records.
+    Destroy(DestroyArgs),
+}
+
+#[derive(Args, Debug)]
+struct PromoteArgs {
+    /// The stage whose current release is promoted (e.g. dev).
+    #[arg(long)]
+    from: String,
+    /// The stage that will serve it (e.g. prod).
+    #[arg(long)]
+    to: String,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+struct RollbackArgs {
+    #[arg(long)]
+    stage: String,
+    /// The release to go back to (default: the previous one).
+    #[arg(long, value_name = "RELEASE")]
+    to: Option<String>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+struct StageArg {
+    #[arg(long)]
+    stage: String,
+}
+
+#[derive(Args, Debug)]
+struct DestroyArgs {
+    #[arg(long)]
+    stage: String,
+    /// Also destroy a stage that is not a preview.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Args, Debug)]
@@ -154,9 +203,58 @@ fn init_tracing(output: Output) {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
+    if cli.command.is_some() && cli.deploy.stage.is_some() {
+        anyhow::bail!(uploader::Error::Config(uploader::config::ConfigError::Parse {
+            path: global.config.clone(),
+            message: "put --stage after the subcommand (`uploader rollback --stage prod`), or use no subcommand to deploy".into(),
+        }));
+    }
     match cli.command {
         Some(Command::Deploy(args)) => run_deploy(&global, args).await,
         Some(Command::Preview(args)) => run_preview(&global, args).await,
+        Some(Command::Promote(args)) => {
+            let from = load_stage(&global, &args.from)?;
+            let to = load_stage(&global, &args.to)?;
+            let clients = Clients::load(global.attempts).await;
+            let report = release::promote(&clients, &from, &to, &args.run.options(&global))
+                .await
+                .with_context(|| format!("promote from `{}` to `{}` failed", from.name, to.name))?;
+            print_report(&global, &report)
+        }
+        Some(Command::Rollback(args)) => {
+            let stage = load_stage(&global, &args.stage)?;
+            let clients = Clients::load(global.attempts).await;
+            let report = release::rollback(&clients, &stage, args.to.as_deref(), &args.run.options(&global))
+                .await
+                .with_context(|| format!("rollback of stage `{}` failed", stage.name))?;
+            print_report(&global, &report)
+        }
+        Some(Command::Releases(args)) => {
+            let stage = load_stage(&global, &args.stage)?;
+            let clients = Clients::load(global.attempts).await;
+            let history = release::history(&clients, &stage).await?;
+            print_history(&global, &history)
+        }
+        Some(Command::Status) => run_status(&global).await,
+        Some(Command::Destroy(args)) => {
+            let stage = load_stage(&global, &args.stage)?;
+            let clients = Clients::load(global.attempts).await;
+            let done = release::destroy(&clients, &stage, args.force, &args.run.options(&global))
+                .await
+                .with_context(|| format!("destroy of stage `{}` failed", stage.name))?;
+            if global.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&done)?);
+            } else {
+                println!(
+                    "{}stage {} destroyed: {} objects, {} records",
+                    if done.dry_run { "[dry run] " } else { "" },
+                    done.stage,
+                    done.objects,
+                    done.records
+                );
+            }
+            Ok(())
+        }
         None => run_deploy(&global, cli.deploy).await,
     }
 }
@@ -236,6 +334,101 @@ fn print_report(global: &Global, report: &Report) -> anyhow::Result<()> {
             .map(|i| format!(", invalidation {i}"))
             .unwrap_or_default()
     );
+    Ok(())
+}
+
+fn print_history(global: &Global, h: &release::History) -> anyhow::Result<()> {
+    if global.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(h)?);
+        return Ok(());
+    }
+    if h.entries.is_empty() {
+        println!("stage {}: no releases yet", h.stage);
+    }
+    let mut marked = false;
+    for e in &h.entries {
+        // The newest entry naming the current release is what the stage serves.
+        let live = !marked && h.current.as_deref() == Some(e.release.as_str());
+        marked |= live;
+        println!(
+            "{} {}  {}  {:<22} {:>5} files  {}",
+            if live { "*" } else { " " },
+            e.release,
+            e.at,
+            e.action,
+            e.files,
+            e.by.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
+/// One row of `uploader status`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusRow {
+    stage: String,
+    release: Option<String>,
+    since: Option<String>,
+    action: Option<String>,
+    error: Option<String>,
+}
+
+async fn run_status(global: &Global) -> anyhow::Result<()> {
+    let config = Config::load(&global.config).map_err(uploader::Error::from)?;
+    let clients = Clients::load(global.attempts).await;
+    let mut names = config.stage_names();
+    // Preview stages exist only once deployed: find them by their records.
+    for bucket in config.preview_buckets().map_err(uploader::Error::from)? {
+        let b = uploader::store::Bucket::new(clients.s3.clone(), &bucket);
+        if let Ok(folders) = b.list_folders(uploader::state::Keys::ALL_STAGES).await {
+            for f in folders {
+                let name = f
+                    .trim_start_matches(uploader::state::Keys::ALL_STAGES)
+                    .trim_end_matches('/')
+                    .to_owned();
+                if config.is_preview_name(&name) && !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for name in names {
+        let row = match config.stage(&name) {
+            Err(e) => StatusRow { stage: name, release: None, since: None, action: None, error: Some(e.to_string()) },
+            Ok(stage) => match release::history(&clients, &stage).await {
+                Err(e) => StatusRow { stage: name, release: None, since: None, action: None, error: Some(e.to_string()) },
+                Ok(h) => {
+                    let last = h.entries.first();
+                    StatusRow {
+                        stage: name,
+                        release: h.current.clone(),
+                        since: last.map(|e| e.at.clone()),
+                        action: last.map(|e| e.action.clone()),
+                        error: None,
+                    }
+                }
+            },
+        };
+        rows.push(row);
+    }
+    if global.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    for r in &rows {
+        match (&r.error, &r.release) {
+            (Some(e), _) => println!("{:<12} error: {e}", r.stage),
+            (None, None) => println!("{:<12} (nothing deployed)", r.stage),
+            (None, Some(rel)) => println!(
+                "{:<12} {rel}  since {}  ({})",
+                r.stage,
+                r.since.as_deref().unwrap_or("-"),
+                r.action.as_deref().unwrap_or("-")
+            ),
+        }
+    }
     Ok(())
 }
 

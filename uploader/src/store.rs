@@ -407,6 +407,24 @@ impl Bucket {
         Ok(out)
     }
 
+    /// The "folders" directly under `prefix` (common prefixes with delimiter `/`).
+    pub async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.name)
+            .prefix(prefix)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("ListObjectsV2", prefix, e))?;
+            out.extend(page.common_prefixes.unwrap_or_default().into_iter().filter_map(|p| p.prefix));
+        }
+        Ok(out)
+    }
+
     fn error<E>(&self, op: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
