@@ -1,0 +1,262 @@
+//! All HTTP of the app: the runtime config and the todo API.
+//!
+//! Uses the browser's `fetch` through web-sys directly and reads/writes JSON
+//! with the browser's own `JSON` object (`js_sys::JSON` + `Reflect`) instead of
+//! serde/serde_json: the handful of fields we need do not justify shipping a
+//! JSON parser in the wasm bundle.
+use std::fmt;
+
+use js_sys::{JSON, Object, Reflect};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Request, RequestCache, RequestInit, Response};
+
+use crate::config::{Config, ConfigError};
+use crate::model::{Patch, ServerTodo};
+
+/// Why a call to the todo API failed. `Display` is the text shown to the user.
+#[derive(Clone, Debug)]
+pub enum ApiError {
+    /// Non-2xx answer; `message` is the API's `{"message": …}` when it sent one.
+    Http {
+        status: u16,
+        message: Option<String>,
+    },
+    /// No answer at all (API down, CORS, offline).
+    Network(String),
+    /// A 2xx answer whose body is not what the contract says.
+    BadResponse(&'static str),
+}
+
+impl ApiError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::Http {
+                message: Some(m), ..
+            } => f.write_str(m),
+            ApiError::Http {
+                status,
+                message: None,
+            } => {
+                write!(f, "The todo API answered with HTTP {status}.")
+            }
+            ApiError::Network(detail) => write!(f, "Could not reach the todo API ({detail})."),
+            ApiError::BadResponse(what) => {
+                write!(f, "The todo API sent an unexpected answer ({what}).")
+            }
+        }
+    }
+}
+
+/// Text of a rejected promise / thrown JS error (e.g. "Failed to fetch").
+fn js_error_text(err: &JsValue) -> String {
+    if let Some(e) = err.dyn_ref::<js_sys::Error>() {
+        return String::from(e.message());
+    }
+    err.as_string()
+        .unwrap_or_else(|| "unknown error".to_owned())
+}
+
+/// `obj[key]`, or `None` when `obj` is not an object or the key is absent.
+fn field(obj: &JsValue, key: &str) -> Option<JsValue> {
+    if !obj.is_object() {
+        return None;
+    }
+    Reflect::get(obj, &JsValue::from_str(key))
+        .ok()
+        .filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+fn str_field(obj: &JsValue, key: &str) -> Option<String> {
+    field(obj, key).and_then(|v| v.as_string())
+}
+
+/// Issues one request. `Err` only when there was no HTTP answer at all.
+async fn fetch(method: &str, url: &str, body: Option<&JsValue>) -> Result<Response, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let init = RequestInit::new();
+    init.set_method(method);
+    if let Some(body) = body {
+        let json = JSON::stringify(body).map_err(|e| js_error_text(&e))?;
+        init.set_body(&json);
+        let headers = Object::new();
+        set(
+            &headers,
+            "Content-Type",
+            &JsValue::from_str("application/json"),
+        );
+        init.set_headers(&headers);
+    }
+    // The list must never come from a cache: other tabs/devices change it.
+    init.set_cache(RequestCache::NoStore);
+    let request = Request::new_with_str_and_init(url, &init).map_err(|e| js_error_text(&e))?;
+    let response = JsFuture::from(window.fetch_with_request(&request))
+        .await
+        .map_err(|e| js_error_text(&e))?;
+    response
+        .dyn_into::<Response>()
+        .map_err(|_| "fetch did not return a Response".to_owned())
+}
+
+/// The parsed JSON body, or `None` if it is missing or not JSON.
+async fn json_body(response: &Response) -> Option<JsValue> {
+    let promise = response.json().ok()?;
+    JsFuture::from(promise).await.ok()
+}
+
+/// Loads `config.json` from next to the page. The URL is relative on purpose:
+/// the same bundle is served under different path prefixes per stage.
+pub async fn load_config() -> Result<Config, ConfigError> {
+    let response = fetch("GET", "config.json", None)
+        .await
+        .map_err(ConfigError::Network)?;
+    if !response.ok() {
+        return Err(ConfigError::Http(response.status()));
+    }
+    let text_promise = response
+        .text()
+        .map_err(|e| ConfigError::Network(js_error_text(&e)))?;
+    let text = JsFuture::from(text_promise)
+        .await
+        .map_err(|e| ConfigError::Network(js_error_text(&e)))?
+        .as_string()
+        .unwrap_or_default();
+    let json = JSON::parse(&text).map_err(|e| ConfigError::InvalidJson(js_error_text(&e)))?;
+    Config::from_fields(str_field(&json, "stage"), str_field(&json, "apiBase"))
+}
+
+fn parse_todo(v: &JsValue) -> Option<ServerTodo> {
+    Some(ServerTodo {
+        id: str_field(v, "id")?,
+        title: str_field(v, "title")?,
+        completed: field(v, "completed")?.as_bool()?,
+    })
+}
+
+fn parse_todos(v: &JsValue) -> Option<Vec<ServerTodo>> {
+    if !js_sys::Array::is_array(v) {
+        return None;
+    }
+    js_sys::Array::from(v)
+        .iter()
+        .map(|t| parse_todo(&t))
+        .collect()
+}
+
+/// Client of the todo API at one base URL (from the runtime config).
+#[derive(Clone, Debug)]
+pub struct Api {
+    base: String,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Self {
+        Api {
+            base: crate::config::normalize_api_base(base),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn todo_url(&self, id: &str) -> String {
+        // Ids come from the server, but never trust them to be URL-safe.
+        self.url(&format!(
+            "/todos/{}",
+            String::from(js_sys::encode_uri_component(id))
+        ))
+    }
+
+    /// Sends a request and turns any non-2xx into [`ApiError::Http`] carrying
+    /// the API's `message` when the body has one.
+    async fn call(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&JsValue>,
+    ) -> Result<Response, ApiError> {
+        let response = fetch(method, url, body).await.map_err(ApiError::Network)?;
+        if response.ok() {
+            return Ok(response);
+        }
+        let message = json_body(&response)
+            .await
+            .and_then(|b| str_field(&b, "message"));
+        Err(ApiError::Http {
+            status: response.status(),
+            message,
+        })
+    }
+
+    pub async fn list(&self) -> Result<Vec<ServerTodo>, ApiError> {
+        let response = self.call("GET", &self.url("/todos"), None).await?;
+        let body = json_body(&response)
+            .await
+            .ok_or(ApiError::BadResponse("list is not JSON"))?;
+        parse_todos(&body).ok_or(ApiError::BadResponse("list is not an array of todos"))
+    }
+
+    pub async fn create(&self, title: &str) -> Result<ServerTodo, ApiError> {
+        let body = Object::new();
+        set(&body, "title", &JsValue::from_str(title));
+        let response = self.call("POST", &self.url("/todos"), Some(&body)).await?;
+        let body = json_body(&response)
+            .await
+            .ok_or(ApiError::BadResponse("created todo is not JSON"))?;
+        parse_todo(&body).ok_or(ApiError::BadResponse(
+            "created todo lacks id/title/completed",
+        ))
+    }
+
+    /// PATCH one todo. The answer's body is not needed (the UI already shows
+    /// the change), so only the status is checked.
+    pub async fn update(&self, id: &str, patch: &Patch) -> Result<(), ApiError> {
+        let body = Object::new();
+        if let Some(title) = &patch.title {
+            set(&body, "title", &JsValue::from_str(title));
+        }
+        if let Some(completed) = patch.completed {
+            set(&body, "completed", &JsValue::from_bool(completed));
+        }
+        self.call("PATCH", &self.todo_url(id), Some(&body))
+            .await
+            .map(drop)
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<(), ApiError> {
+        self.call("DELETE", &self.todo_url(id), None)
+            .await
+            .map(drop)
+    }
+
+    /// Toggle-all. The full list it returns is ignored: the UI already applied
+    /// the change, and replacing the list could drop todos still being created.
+    pub async fn set_all_completed(&self, completed: bool) -> Result<(), ApiError> {
+        let body = Object::new();
+        set(&body, "completed", &JsValue::from_bool(completed));
+        self.call("PATCH", &self.url("/todos"), Some(&body))
+            .await
+            .map(drop)
+    }
+
+    pub async fn clear_completed(&self) -> Result<(), ApiError> {
+        self.call("DELETE", &self.url("/todos?completed=true"), None)
+            .await
+            .map(drop)
+    }
+}
+
+/// `Reflect::set` on a fresh plain object cannot fail, so its result is ignored.
+fn set(obj: &Object, key: &str, value: &JsValue) {
+    let _ = Reflect::set(obj, &JsValue::from_str(key), value);
+}

@@ -1,0 +1,239 @@
+//! The TodoMVC UI (markup and class names of the TodoMVC app spec, styled by
+//! todomvc-app-css). State lives in [`Store`], shared through context; view
+//! state (filter, editing) stays in the component that uses it.
+use leptos::ev;
+use leptos::html;
+use leptos::prelude::*;
+use web_sys::KeyboardEvent;
+
+use crate::api::Api;
+use crate::model::{self, Filter};
+use crate::store::Store;
+
+/// The filter from `location.hash`, kept in sync through `hashchange` so links,
+/// reloads and the back button all work.
+fn use_hash_filter() -> ReadSignal<Filter> {
+    fn current() -> Filter {
+        let hash = window().location().hash().unwrap_or_default();
+        Filter::from_hash(&hash)
+    }
+    let (filter, set_filter) = signal(current());
+    let handle = window_event_listener(ev::hashchange, move |_| set_filter.set(current()));
+    on_cleanup(move || handle.remove());
+    filter
+}
+
+/// Enter, but not the Enter that confirms an IME composition (CJK input).
+fn is_enter(ev: &KeyboardEvent) -> bool {
+    ev.key() == "Enter" && !ev.is_composing()
+}
+
+#[component]
+pub fn TodoApp(api: Api) -> impl IntoView {
+    let store = Store::new(api);
+    provide_context(store);
+    store.load();
+
+    let filter = use_hash_filter();
+    let counts = Memo::new(move |_| store.todos.with(|l| model::counts(l)));
+    let is_empty = move || store.todos.with(Vec::is_empty);
+    let all_done = move || {
+        let (active, done) = counts.get();
+        active == 0 && done > 0
+    };
+    let visible = Memo::new(move |_| {
+        let f = filter.get();
+        store.todos.with(|l| {
+            l.iter()
+                .filter(|t| f.matches(t))
+                .map(|t| t.uid)
+                .collect::<Vec<_>>()
+        })
+    });
+
+    view! {
+        <section class="todoapp">
+            // Above the header, not between header and main: todomvc-app-css
+            // places the toggle-all chevron 65px above `.main`, i.e. on the
+            // new-todo input, so nothing may sit between the two.
+            <ErrorBanner />
+            <header class="header">
+                <h1>"todos"</h1>
+                <NewTodo />
+            </header>
+            <section class="main" class:hidden=is_empty>
+                <input
+                    id="toggle-all"
+                    class="toggle-all"
+                    type="checkbox"
+                    prop:checked=all_done
+                    on:change=move |_| store.set_all_completed(!all_done())
+                />
+                <label for="toggle-all">"Mark all as complete"</label>
+                <ul class="todo-list">
+                    <For each=move || visible.get() key=|uid| *uid children=move |uid| view! { <TodoItem uid /> } />
+                </ul>
+            </section>
+            <Show when=move || store.loading.get()>
+                <p class="loading">"Loading todos…"</p>
+            </Show>
+            <Footer filter counts />
+        </section>
+        <footer class="info">
+            <p>"Double-click to edit a todo"</p>
+            <p>"Part of " <a href="https://todomvc.com">"TodoMVC"</a></p>
+        </footer>
+    }
+}
+
+/// The new-todo input. Uncontrolled: the value is read from the element on
+/// Enter and cleared right there, so a second Enter in the same tick already
+/// sees an empty input.
+#[component]
+fn NewTodo() -> impl IntoView {
+    let store = expect_context::<Store>();
+    let input = NodeRef::<html::Input>::new();
+    // `autofocus` is not reliable for elements inserted after page load, so
+    // focus explicitly once mounted.
+    Effect::new(move |_| {
+        if let Some(el) = input.get() {
+            let _ = el.focus();
+        }
+    });
+    let on_keydown = move |ev: KeyboardEvent| {
+        if !is_enter(&ev) {
+            return;
+        }
+        if let Some(el) = input.get_untracked()
+            && store.add(&el.value())
+        {
+            el.set_value("");
+        }
+    };
+    view! {
+        <input
+            class="new-todo"
+            placeholder="What needs to be done?"
+            autofocus
+            node_ref=input
+            on:keydown=on_keydown
+        />
+    }
+}
+
+/// One row. It looks its todo up by `uid` so that toggles and renames update
+/// the row in place instead of re-creating it.
+#[component]
+fn TodoItem(uid: u64) -> impl IntoView {
+    let store = expect_context::<Store>();
+    let todo = Memo::new(move |_| store.todos.with(|l| model::find(l, uid).cloned()));
+    let title =
+        Memo::new(move |_| todo.with(|t| t.as_ref().map(|t| t.title.clone()).unwrap_or_default()));
+    let completed = Memo::new(move |_| todo.with(|t| t.as_ref().is_some_and(|t| t.completed)));
+    let pending = Memo::new(move |_| todo.with(|t| t.as_ref().is_some_and(|t| t.is_pending())));
+
+    let (editing, set_editing) = signal(false);
+    let li = NodeRef::<html::Li>::new();
+    let edit = NodeRef::<html::Input>::new();
+
+    let start_edit = move |_| {
+        set_editing.set(true);
+        if let (Some(li), Some(edit)) = (li.get_untracked(), edit.get_untracked()) {
+            // The edit input is `display: none` until the li has `editing`, and
+            // Leptos applies the class on the next microtask; add it now too
+            // (the reactive binding agrees) so the input can take focus at once.
+            let _ = li.class_list().add_1("editing");
+            edit.set_value(&title.get_untracked());
+            let _ = edit.focus();
+        }
+    };
+    // Enter and blur both save; Escape leaves edit mode first, so the blur
+    // that follows (the input is hidden) finds `editing == false` and does
+    // nothing.
+    let save = move || {
+        if !editing.get_untracked() {
+            return;
+        }
+        set_editing.set(false);
+        if let Some(edit) = edit.get_untracked() {
+            store.rename(uid, &edit.value());
+        }
+    };
+    let on_edit_keydown = move |ev: KeyboardEvent| {
+        if is_enter(&ev) {
+            save();
+        } else if ev.key() == "Escape" {
+            set_editing.set(false);
+            if let Some(edit) = edit.get_untracked() {
+                edit.set_value(&title.get_untracked());
+            }
+        }
+    };
+
+    view! {
+        <li node_ref=li class:completed=completed class:editing=editing class:pending=pending>
+            <div class="view">
+                <input
+                    class="toggle"
+                    type="checkbox"
+                    prop:checked=completed
+                    on:change=move |ev| store.set_completed(uid, event_target_checked(&ev))
+                />
+                <label on:dblclick=start_edit>{title}</label>
+                <button class="destroy" aria-label="Delete" on:click=move |_| store.remove(uid)></button>
+            </div>
+            <input class="edit" node_ref=edit on:keydown=on_edit_keydown on:blur=move |_| save() />
+        </li>
+    }
+}
+
+#[component]
+fn Footer(filter: ReadSignal<Filter>, counts: Memo<(usize, usize)>) -> impl IntoView {
+    let store = expect_context::<Store>();
+    let active = move || counts.get().0;
+    let link = move |f: Filter, text: &'static str| {
+        view! {
+            <li>
+                <a href=f.href() class:selected=move || filter.get() == f>
+                    {text}
+                </a>
+            </li>
+        }
+    };
+    view! {
+        <footer class="footer" class:hidden=move || store.todos.with(Vec::is_empty)>
+            <span class="todo-count">
+                <strong>{active}</strong>
+                {move || model::items_left_suffix(active())}
+            </span>
+            <ul class="filters">
+                {link(Filter::All, "All")}
+                {link(Filter::Active, "Active")}
+                {link(Filter::Completed, "Completed")}
+            </ul>
+            <button
+                class="clear-completed"
+                class:hidden=move || counts.get().1 == 0
+                on:click=move |_| store.clear_completed()
+            >
+                "Clear completed"
+            </button>
+        </footer>
+    }
+}
+
+/// The last failed action's message, until dismissed.
+#[component]
+fn ErrorBanner() -> impl IntoView {
+    let store = expect_context::<Store>();
+    view! {
+        <Show when=move || store.error.with(Option::is_some)>
+            <div class="error-banner" role="alert">
+                <span class="message">{move || store.error.get().unwrap_or_default()}</span>
+                <button class="dismiss" aria-label="Dismiss" on:click=move |_| store.error.set(None)>
+                    "×"
+                </button>
+            </div>
+        </Show>
+    }
+}
