@@ -41,6 +41,8 @@ struct Shared {
     fail_from_write: AtomicUsize,
     /// Hold every write this many milliseconds before forwarding it (a slow server).
     delay_writes_ms: AtomicUsize,
+    /// … and every read (GET, HEAD).
+    delay_reads_ms: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -99,6 +101,11 @@ impl Proxy {
         self.shared.delay_writes_ms.store(ms, Ordering::SeqCst);
     }
 
+    /// Holds each read (GET, HEAD) `ms` milliseconds before forwarding it.
+    pub fn delay_reads(&self, ms: usize) {
+        self.shared.delay_reads_ms.store(ms, Ordering::SeqCst);
+    }
+
     pub fn heal(&self) {
         self.shared.fail_from_write.store(0, Ordering::SeqCst);
     }
@@ -132,6 +139,12 @@ async fn forward(State(ctx): State<Ctx>, req: Request<Body>) -> Response {
     let write = seen.is_write();
     if let Ok(mut s) = ctx.shared.seen.lock() {
         s.push(seen);
+    }
+    if matches!(parts.method, Method::GET | Method::HEAD) {
+        let delay = ctx.shared.delay_reads_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay as u64)).await;
+        }
     }
     if write {
         let n = ctx.shared.writes.fetch_add(1, Ordering::SeqCst) + 1;

@@ -26,7 +26,7 @@ async fn deploy_dev_then_add_a_todo_in_chromium_and_see_it_after_reload() -> Res
         .context("dev/config.json was not written")?;
     let config: serde_json::Value = serde_json::from_slice(&config.body.collect().await?.into_bytes())?;
     ensure!(config["stage"] == "dev", "config.json: {config}");
-    ensure!(config["apiBase"] == format!("{}/dev", stack.api.url), "config.json: {config}");
+    ensure!(config["apiBase"] == stack.api_base("dev"), "config.json: {config}");
 
     // The wasm is served as application/wasm, or the browser refuses to stream-compile it.
     let listing = stack.s3.list_objects_v2().bucket(&stack.bucket).prefix("dev/").send().await?;
