@@ -103,7 +103,8 @@ fn wait_ready(server: &mut Server, name: &str, path: &str) -> Result<()> {
     }
 }
 
-/// A minimal blocking HTTP/1.0 GET, so readiness checks need no async runtime.
+/// A minimal blocking HTTP/1.1 GET, so readiness checks need no async runtime
+/// (chromedriver refuses HTTP/1.0).
 fn http_get_status(port: u16, path: &str) -> Option<u16> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(
@@ -112,7 +113,7 @@ fn http_get_status(port: u16, path: &str) -> Option<u16> {
     )
     .ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").ok()?;
     let mut buf = [0u8; 64];
     let n = s.read(&mut buf).ok()?;
     let head = std::str::from_utf8(&buf[..n]).ok()?;
@@ -200,6 +201,10 @@ pub fn chrome_capabilities(profile_dir: &Path) -> serde_json::Map<String, serde_
 pub fn workspace_bin(name: &str) -> Result<PathBuf> {
     static BUILT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
+        // Set by a caller that has just built the workspace (and by nobody else).
+        if std::env::var_os("TESTKIT_PREBUILT").is_some() {
+            return Ok(());
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(repo_root())
@@ -251,7 +256,9 @@ pub fn with_aws_env<'a>(cmd: &'a mut Command, endpoint: &str) -> &'a mut Command
     cmd
 }
 
-fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+/// The shared AWS configuration for a local server: test credentials, [`REGION`], the
+/// endpoint. Build any SDK client from it (`aws_sdk_lambda::Client::new(&sdk_config(url))`).
+pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(REGION))
