@@ -16,6 +16,7 @@ echo "[demo] building the app and the tools" >&2
 trunk build --release
 cargo build -p uploader -p api
 
+bin="${CARGO_TARGET_DIR:-target}/debug"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM
@@ -32,7 +33,7 @@ wait_http() { # wait_http URL NAME
 echo "[demo] starting moto on 127.0.0.1:$MOTO_PORT and the todo API on 127.0.0.1:$API_PORT" >&2
 moto_server -H 127.0.0.1 -p "$MOTO_PORT" >.demo/moto.log 2>&1 &
 pids+=($!)
-target/debug/todo-api --port "$API_PORT" --db .demo/todos.sqlite3 >.demo/todo-api.log 2>&1 &
+"$bin/todo-api" --port "$API_PORT" --db .demo/todos.sqlite3 >.demo/todo-api.log 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$MOTO_PORT/moto-api/" moto
 wait_http "http://127.0.0.1:$API_PORT/healthz" todo-api
@@ -44,7 +45,7 @@ export DEV_API_BASE="http://127.0.0.1:$API_PORT/dev" PROD_API_BASE="http://127.0
 eval "$(python scripts/demo_infra.py)"
 
 echo "[demo] deploying stage dev" >&2
-target/debug/uploader --stage dev
+"$bin/uploader" --stage dev
 
 echo "[demo] serving stage dev; open the URL below (Ctrl-C to stop)" >&2
-target/debug/uploader preview --stage dev --port "$SITE_PORT"
+"$bin/uploader" preview --stage dev --port "$SITE_PORT"
