@@ -4,6 +4,9 @@
 //! work as they do for the AWS CLI, which is how tests point the very same binary at
 //! local servers. Retries use the SDK's standard mode: exponential backoff with jitter
 //! on 5xx, throttling (`SlowDown`) and time-outs.
+//!
+//! Every client (S3, CloudFront, Lambda, API Gateway) is built from the one loaded
+//! configuration, so `AWS_ENDPOINT_URL` and the region apply to all of them alike.
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
@@ -13,6 +16,10 @@ use aws_config::retry::RetryConfig;
 pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub cloudfront: aws_sdk_cloudfront::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub apigateway: aws_sdk_apigateway::Client,
+    /// The region in use (API Gateway invoke URLs and ARNs name it).
+    pub region: String,
 }
 
 impl Clients {
@@ -42,6 +49,12 @@ impl Clients {
         Self {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             cloudfront: aws_sdk_cloudfront::Client::new(&shared),
+            lambda: aws_sdk_lambda::Client::new(&shared),
+            apigateway: aws_sdk_apigateway::Client::new(&shared),
+            region: shared
+                .region()
+                .map(|r| r.as_ref().to_owned())
+                .unwrap_or_else(|| "us-east-1".to_owned()),
         }
     }
 }

@@ -7,6 +7,11 @@
 //!
 //! Values may reference the environment as `${NAME}` or `${NAME:-default}`, so one
 //! committed file serves CI (which knows the distribution ids) and local set-ups alike.
+//!
+//! A stage may also name its API side (`[stages.prod.api]`): the API Gateway stage and
+//! the Lambda alias its stage variable selects. Then `uploader promote` moves the alias
+//! together with the front end and `uploader doctor` checks the wiring; stages without
+//! it are front-end only, exactly as before.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,6 +71,24 @@ struct RawStage {
     api_base: String,
     #[serde(default)]
     vars: BTreeMap<String, String>,
+    api: Option<RawApi>,
+}
+
+/// `[stages.NAME.api]`: the API Gateway stage and Lambda alias behind a stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    rest_api_id: String,
+    /// The API Gateway stage name; the uploader stage's name when left out.
+    stage: Option<String>,
+    #[serde(default = "default_stage_variable")]
+    stage_variable: String,
+    function: String,
+    alias: String,
+}
+
+fn default_stage_variable() -> String {
+    "lambdaAlias".to_owned()
 }
 
 /// A preview rule: stages whose name matches `pattern` (a glob such as `pr-*`) share one
@@ -80,6 +103,7 @@ struct RawPreview {
     api_base: String,
     #[serde(default)]
     vars: BTreeMap<String, String>,
+    api: Option<RawApi>,
 }
 
 /// One stage, resolved: what a deploy needs to know.
@@ -96,6 +120,41 @@ pub struct Stage {
     pub vars: BTreeMap<String, String>,
     /// Header overrides from the config file's `[[headers]]` rules.
     pub headers: Vec<HeaderRule>,
+    /// The API side, when the stage names one (`[stages.NAME.api]`).
+    pub api: Option<StageApi>,
+}
+
+/// A stage's API side, resolved: API Gateway stage `stage` of REST API `rest_api_id`
+/// sends stage variable `stage_variable` = `alias`, the alias of Lambda function
+/// `function` this stage runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageApi {
+    pub rest_api_id: String,
+    pub stage: String,
+    pub stage_variable: String,
+    pub function: String,
+    pub alias: String,
+}
+
+impl StageApi {
+    /// The stage's invoke URL (what the front end's `apiBase` should be).
+    pub fn url(&self, region: &str) -> String {
+        format!(
+            "https://{}.execute-api.{region}.amazonaws.com/{}",
+            self.rest_api_id, self.stage
+        )
+    }
+
+    fn from_raw(raw: &RawApi, stage_name: &str) -> Self {
+        let sub = |v: &str| v.replace("{stage}", stage_name);
+        Self {
+            rest_api_id: sub(&raw.rest_api_id),
+            stage: sub(raw.stage.as_deref().unwrap_or(stage_name)),
+            stage_variable: sub(&raw.stage_variable),
+            function: sub(&raw.function),
+            alias: sub(&raw.alias),
+        }
+    }
 }
 
 /// The parsed configuration file.
@@ -207,6 +266,7 @@ impl Config {
                 preview: false,
                 vars: with_api_base(&s.vars, &s.api_base),
                 headers: self.raw.headers.clone(),
+                api: s.api.as_ref().map(|a| StageApi::from_raw(a, name)),
             }
         } else if let Some(p) = self.raw.previews.iter().find(|p| matches(&p.pattern, name)) {
             Stage {
@@ -220,6 +280,7 @@ impl Config {
                     .map(|(k, v)| (k, v.replace("{stage}", name)))
                     .collect(),
                 headers: self.raw.headers.clone(),
+                api: p.api.as_ref().map(|a| StageApi::from_raw(a, name)),
             }
         } else {
             return Err(ConfigError::UnknownStage {
@@ -252,6 +313,17 @@ impl Config {
         if let Some(api) = stage.vars.get_mut("apiBase") {
             *api = api.trim().trim_end_matches('/').to_owned();
         }
+        if let Some(api) = &mut stage.api {
+            for field in [
+                &mut api.rest_api_id,
+                &mut api.stage,
+                &mut api.stage_variable,
+                &mut api.function,
+                &mut api.alias,
+            ] {
+                *field = ex(field)?.trim().to_owned();
+            }
+        }
         Ok(stage)
     }
 
@@ -273,8 +345,50 @@ impl Config {
         if stage.vars.get("apiBase").is_none_or(|v| v.trim().is_empty()) {
             return Err(fail("`api_base` is empty".into()));
         }
+        if let Some(api) = &stage.api {
+            check_api(api).map_err(|m| fail(format!("[api] {m}")))?;
+        }
         Ok(stage)
     }
+}
+
+/// The names AWS accepts, checked here so a typo fails before any call is made.
+fn check_api(api: &StageApi) -> Result<(), String> {
+    let word = |s: &str, extra: &[u8]| {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+    };
+    if !word(&api.rest_api_id, &[]) {
+        return Err(format!(
+            "`rest_api_id` `{}` is not a REST API id (letters and digits, e.g. `a1b2c3d4e5`)",
+            api.rest_api_id
+        ));
+    }
+    if !word(&api.stage, b"-_") || api.stage.len() > 128 {
+        return Err(format!(
+            "`stage` `{}` is not an API Gateway stage name (letters, digits, `-`, `_`)",
+            api.stage
+        ));
+    }
+    if !word(&api.stage_variable, b"_") {
+        return Err(format!(
+            "`stage_variable` `{}` is not a stage variable name (letters, digits, `_`)",
+            api.stage_variable
+        ));
+    }
+    if !word(&api.function, b"-_:.") || api.function.len() > 170 {
+        return Err(format!(
+            "`function` `{}` is not a Lambda function name",
+            api.function
+        ));
+    }
+    // Lambda alias names: 1–128 of [A-Za-z0-9_-], not all digits (that is a version).
+    if !word(&api.alias, b"-_") || api.alias.len() > 128 || api.alias.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "`alias` `{}` is not a Lambda alias name (letters, digits, `-`, `_`, not only digits; `$LATEST` is not an alias)",
+            api.alias
+        ));
+    }
+    Ok(())
 }
 
 fn matches(pattern: &str, name: &str) -> bool {
@@ -460,6 +574,109 @@ api_base = "https://api.example.com/dev"
         .unwrap_err()
         .to_string();
         assert!(err.contains("bukket"), "{err}");
+    }
+
+    const WITH_API: &str = r#"
+[stages.dev]
+bucket = "site"
+api_base = "https://abc.execute-api.eu-west-1.amazonaws.com/dev"
+[stages.dev.api]
+rest_api_id = "abc"
+function = "todo-api"
+alias = "DEV"
+
+[stages.prod]
+bucket = "site"
+prefix = "prod/"
+api_base = "https://abc.execute-api.eu-west-1.amazonaws.com/prod"
+[stages.prod.api]
+rest_api_id = "${PROD_REST_API_ID}"
+stage = "prod"
+stage_variable = "lambdaAlias"
+function = "todo-api"
+alias = "PROD"
+
+[stages.static]
+bucket = "site"
+api_base = "https://example.com"
+
+[[previews]]
+pattern = "pr-*"
+bucket = "previews"
+prefix = "previews/{stage}/"
+api_base = "https://abc.execute-api.eu-west-1.amazonaws.com/dev"
+[previews.api]
+rest_api_id = "abc"
+stage = "dev"
+function = "todo-api"
+alias = "DEV"
+"#;
+
+    fn api_env(name: &str) -> Option<String> {
+        (name == "PROD_REST_API_ID").then(|| "abc".to_owned())
+    }
+
+    #[test]
+    fn api_section_is_resolved_with_env_and_defaults() {
+        let config = Config::parse(WITH_API, Path::new("u.toml"), &api_env).unwrap();
+        let prod = config.stage("prod").unwrap().api.unwrap();
+        assert_eq!(
+            prod,
+            StageApi {
+                rest_api_id: "abc".into(),
+                stage: "prod".into(),
+                stage_variable: "lambdaAlias".into(),
+                function: "todo-api".into(),
+                alias: "PROD".into(),
+            }
+        );
+        assert_eq!(prod.url("eu-west-1"), "https://abc.execute-api.eu-west-1.amazonaws.com/prod");
+        // `stage` defaults to the uploader stage's name, `stage_variable` to lambdaAlias.
+        let dev = config.stage("dev").unwrap().api.unwrap();
+        assert_eq!((dev.stage.as_str(), dev.stage_variable.as_str()), ("dev", "lambdaAlias"));
+        // Stages without the section behave as before.
+        assert_eq!(config.stage("static").unwrap().api, None);
+        // Preview rules may have one too.
+        let pr = config.stage("pr-3").unwrap().api.unwrap();
+        assert_eq!((pr.stage.as_str(), pr.alias.as_str()), ("dev", "DEV"));
+    }
+
+    #[test]
+    fn api_env_is_only_needed_by_the_stage_that_uses_it() {
+        let config = Config::parse(WITH_API, Path::new("u.toml"), &|_| None).unwrap();
+        assert!(config.stage("dev").is_ok());
+        let err = config.stage("prod").unwrap_err().to_string();
+        assert!(err.contains("PROD_REST_API_ID"), "{err}");
+    }
+
+    #[test]
+    fn unknown_api_keys_are_reported() {
+        let text = "[stages.dev]\nbucket='b'\napi_base='x'\n[stages.dev.api]\nrest_api_id='a'\nfunction='f'\nalias='DEV'\nalais='typo'\n";
+        let err = Config::parse(text, Path::new("u.toml"), &|_| None).unwrap_err().to_string();
+        assert!(err.contains("alais"), "{err}");
+        let missing = "[stages.dev]\nbucket='b'\napi_base='x'\n[stages.dev.api]\nrest_api_id='a'\nfunction='f'\n";
+        let err = Config::parse(missing, Path::new("u.toml"), &|_| None).unwrap_err().to_string();
+        assert!(err.contains("alias"), "{err}");
+    }
+
+    #[test]
+    fn bad_api_names_are_refused_before_any_call() {
+        for (field, bad) in [
+            ("alias", "$LATEST"),
+            ("alias", "3"),
+            ("rest_api_id", "abc/def"),
+            ("stage_variable", "lambda-alias"),
+            ("function", ""),
+        ] {
+            let mut fields: BTreeMap<&str, &str> =
+                [("rest_api_id", "abc"), ("function", "f"), ("alias", "PROD"), ("stage_variable", "v")].into();
+            fields.insert(field, bad);
+            let api: String = fields.iter().map(|(k, v)| format!("{k} = '{v}'\n")).collect();
+            let text = format!("[stages.prod]\nbucket='b'\napi_base='x'\n[stages.prod.api]\n{api}");
+            let config = Config::parse(&text, Path::new("u.toml"), &|_| None).unwrap();
+            let err = config.stage("prod").unwrap_err().to_string();
+            assert!(err.contains(field), "{field}={bad:?}: {err}");
+        }
     }
 
     #[test]

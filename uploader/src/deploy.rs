@@ -95,6 +95,7 @@ mod tests {
             preview: false,
             vars: [("apiBase".to_owned(), "http://x/dev".to_owned())].into(),
             headers: vec![],
+            api: None,
         };
         let v: serde_json::Value = serde_json::from_slice(&config_json(&stage)).unwrap();
         assert_eq!(v, serde_json::json!({"stage": "dev", "apiBase": "http://x/dev"}));
