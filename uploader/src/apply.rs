@@ -10,6 +10,11 @@
 //!
 //! A failure at any step leaves every entry point pointing at assets that exist (they
 //! are written last), and the next run converges.
+//!
+//! For stages with an API side the manifest's history also records which Lambda
+//! version went live with each release ([`AliasRecord`]); moving the alias itself is the
+//! caller's business ([`crate::release`]), which then holds the stage lock across both
+//! sides and calls [`apply_held`].
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -81,6 +86,9 @@ pub struct Report {
     /// Objects found changed or missing behind our back and put back.
     pub repaired: usize,
     pub invalidation: Option<InvalidationReport>,
+    /// The stage's Lambda alias, for promotes and rollbacks of stages with an API side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<crate::backend::LambdaReport>,
     pub plan: Plan,
 }
 
@@ -93,6 +101,19 @@ pub struct InvalidationReport {
     pub status: String,
 }
 
+/// What a run records about the stage's Lambda alias (see
+/// [`HistoryEntry::lambda_version`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AliasRecord {
+    /// The run does not touch the alias (a deploy): the recorded version carries over.
+    #[default]
+    Unchanged,
+    /// After the run the alias points at this version (`None`: there is no alias).
+    /// A release that is already live is still recorded when this differs from what
+    /// the history says, so the history always names the pair that is live.
+    Set(Option<String>),
+}
+
 /// The release to make live, as the caller built it.
 pub struct Target<'a> {
     pub stage: &'a Stage,
@@ -100,10 +121,21 @@ pub struct Target<'a> {
     pub release: Release,
     /// `deploy`, `promote from dev`, `rollback`.
     pub action: String,
+    pub lambda: AliasRecord,
 }
 
-/// Makes `target.stage` serve `target.release`.
+/// Makes `target.stage` serve `target.release`, under the stage lock.
 pub async fn apply(clients: &Clients, target: Target<'_>, opts: &RunOptions) -> Result<Report, Error> {
+    run(clients, target, opts, true).await
+}
+
+/// [`apply`] for a caller that already holds the stage's lock (a promote or rollback
+/// that moves the Lambda alias too, and must hold the stage across both sides).
+pub async fn apply_held(clients: &Clients, target: Target<'_>, opts: &RunOptions) -> Result<Report, Error> {
+    run(clients, target, opts, false).await
+}
+
+async fn run(clients: &Clients, target: Target<'_>, opts: &RunOptions, take_lock: bool) -> Result<Report, Error> {
     let started = Instant::now();
     let stage = target.stage;
     let bucket = Bucket::new(clients.s3.clone(), &stage.bucket);
@@ -134,13 +166,18 @@ pub async fn apply(clients: &Clients, target: Target<'_>, opts: &RunOptions) -> 
         seconds: 0.0,
         repaired,
         invalidation: None,
+        lambda: None,
         plan,
     };
     let settled = report.plan.is_noop()
         && state.current.as_deref() == Some(target.release.id.as_str())
         && state.pending_invalidation.is_empty()
         && state.in_progress.is_none()
-        && repaired == 0;
+        && repaired == 0
+        && match &target.lambda {
+            AliasRecord::Unchanged => true,
+            AliasRecord::Set(v) => state.current_lambda_version() == v.as_deref(),
+        };
     if opts.dry_run || settled {
         if settled {
             tracing::info!(stage = %stage.name, release = %target.release.id, "already live; nothing to do");
@@ -149,11 +186,19 @@ pub async fn apply(clients: &Clients, target: Target<'_>, opts: &RunOptions) -> 
         return Ok(report);
     }
 
-    let lock = Lock::acquire(&bucket, keys.lock(), &stage.name, &target.action, opts.lock_ttl)
-        .await
-        .map_err(lock_error)?;
+    let lock = if take_lock {
+        Some(
+            Lock::acquire(&bucket, keys.lock(), &stage.name, &target.action, opts.lock_ttl)
+                .await
+                .map_err(lock_error)?,
+        )
+    } else {
+        None
+    };
     let result = execute(clients, &bucket, &keys, &target, opts, plan_opts, &mut report).await;
-    if let Err(e) = lock.release().await {
+    if let Some(lock) = lock
+        && let Err(e) = lock.release().await
+    {
         tracing::warn!(stage = %stage.name, "could not release the lock (it will expire): {e}");
     }
     result?;
@@ -276,6 +321,10 @@ async fn execute(
         action: target.action.clone(),
         by: crate::state::actor(),
         files: target.release.files.len(),
+        lambda_version: match &target.lambda {
+            AliasRecord::Unchanged => state.current_lambda_version().map(str::to_owned),
+            AliasRecord::Set(v) => v.clone(),
+        },
     });
     write_state(bucket, keys, &next).await?;
     report.invalidation = invalidation?;
@@ -366,7 +415,7 @@ fn json_headers() -> crate::headers::Headers {
     }
 }
 
-fn lock_error(e: LockError) -> Error {
+pub(crate) fn lock_error(e: LockError) -> Error {
     match e {
         LockError::Store(s) => Error::Store(s),
         held @ LockError::Held { .. } => Error::Locked(held.to_string()),

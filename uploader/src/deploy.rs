@@ -75,6 +75,7 @@ pub async fn run(clients: &Clients, stage: &Stage, dist: &Path, opts: &RunOption
             desired,
             release,
             action: "deploy".into(),
+            lambda: apply::AliasRecord::Unchanged,
         },
         opts,
     )

@@ -3,9 +3,14 @@
 //! The work is planned by pure functions ([`plan`], [`headers`]) around a thin layer of
 //! I/O ([`local`] reads the disk, [`store`] talks to S3, [`cdn`] to CloudFront), and
 //! [`deploy`] runs a plan from top to bottom.
+//!
+//! A stage may have an API side (an API Gateway stage whose variable selects a Lambda
+//! alias): [`backend`] talks to Lambda and API Gateway, and [`release`] moves the alias
+//! together with the front end.
 
 pub mod apply;
 pub mod aws;
+pub mod backend;
 pub mod cdn;
 pub mod config;
 pub mod deploy;
@@ -34,6 +39,9 @@ pub enum Error {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Cdn(#[from] cdn::CdnError),
+    /// Lambda or API Gateway (the stage's `[api]` side).
+    #[error(transparent)]
+    Backend(#[from] backend::BackendError),
     /// The plan was refused before anything was written (e.g. too many deletes).
     #[error("{0}")]
     Refused(String),
@@ -50,8 +58,9 @@ pub mod exit {
     pub const CONFIG: u8 = 2;
     /// The plan was refused as unsafe; nothing was written.
     pub const REFUSED: u8 = 3;
-    /// The deploy failed talking to S3 or CloudFront; the live stage still serves a
-    /// complete release, and a rerun converges.
+    /// The deploy failed talking to S3, CloudFront or Lambda; the live stage still
+    /// serves a complete release (after a failed alias move: front end and alias both
+    /// on the old release, unless the error says otherwise), and a rerun converges.
     pub const DEPLOY: u8 = 4;
     /// Another deploy, promote or rollback holds the stage; retry later.
     pub const LOCKED: u8 = 5;
@@ -64,6 +73,7 @@ impl Error {
             Error::Refused(_) => exit::REFUSED,
             Error::Locked(_) => exit::LOCKED,
             Error::Store(_) | Error::Cdn(_) => exit::DEPLOY,
+            Error::Backend(e) => e.exit_code(),
         }
     }
 }

@@ -52,9 +52,12 @@ enum Command {
     Deploy(DeployArgs),
     /// Serve a stage from its bucket on 127.0.0.1, the way CloudFront would.
     Preview(PreviewArgs),
-    /// Make a stage serve another stage's current release (server-side copies only).
+    /// Make a stage serve another stage's current release (server-side copies only);
+    /// when both stages have an [api] section, also move the target's Lambda alias to
+    /// the version the source's alias runs (published from $LATEST if need be).
     Promote(PromoteArgs),
-    /// Put a stage back on its previous release, or on the one named with --to.
+    /// Put a stage back on its previous release, or on the one named with --to (and its
+    /// Lambda alias back on the version recorded with that release).
     Rollback(RollbackArgs),
     /// A stage's release history.
     Releases(StageArg),
@@ -307,6 +310,27 @@ fn print_report(global: &Global, report: &Report) -> anyhow::Result<()> {
         for p in &inv.paths {
             println!("invalidate {p}");
         }
+    }
+    if let Some(l) = &report.lambda {
+        let was = l.previous_version.as_deref().map_or("no alias".to_owned(), |v| format!("was {v}"));
+        let to = match (&l.version, l.published) {
+            (Some(v), true) => format!("version {v} (from $LATEST)"),
+            (Some(v), false) => format!("version {v}"),
+            (None, _) => "a version published from $LATEST".to_owned(),
+        };
+        let verb = if report.dry_run {
+            "would move"
+        } else if l.moved {
+            "moved"
+        } else {
+            "already at"
+        };
+        println!(
+            "{}lambda     {}:{} {verb} {to}, {was}",
+            if report.dry_run { "[dry run] " } else { "" },
+            l.function,
+            l.alias
+        );
     }
     println!(
         "{}stage {}: release {} ({}{}): uploaded {}, updated {}, unchanged {}, deleted {}, {} bytes, {:.2}s{}{}",

@@ -354,6 +354,7 @@ mod tests {
             action: "deploy".into(),
             by: None,
             files: 0,
+            lambda_version: None,
         });
         (plan, next)
     }

@@ -3,13 +3,20 @@
 //! A release is built and deployed once; after that it only moves, by server-side
 //! copies inside S3, so prod serves byte for byte what was tested on dev. Only
 //! `config.json` differs per stage.
+//!
+//! When both stages of a promote have an API side (`[stages.X.api]`), the Lambda alias
+//! moves in the same operation: the target alias goes to the version the source alias
+//! runs (published from `$LATEST` first when that is where the source alias points), and
+//! a rollback puts the alias back on the version recorded with the release it restores.
+//! See [`with_alias`] for the order of the two sides and what a failure leaves behind.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::apply::{self, Report, RunOptions, Target};
+use crate::apply::{self, AliasRecord, Report, RunOptions, Target};
 use crate::aws::Clients;
+use crate::backend::{self, AliasMove, BackendError, Lambda, LambdaReport, VersionSource};
 use crate::config::Stage;
 use crate::headers::HeaderRules;
 use crate::lock::Lock;
@@ -88,10 +95,35 @@ async fn read_release(bucket: &Bucket, stage: &Stage, id: &str) -> Result<Releas
 
 /// `uploader promote --from dev --to prod`: prod serves exactly dev's current release,
 /// copied server-side, with prod's own `config.json`.
+///
+/// When both stages have an `[api]` section, prod's Lambda alias also moves to the
+/// version dev's alias runs: a version published from `$LATEST` when dev's alias points
+/// there (Lambda hands back the latest version instead of a new one when nothing
+/// changed since it was published), or dev's version itself when it is a number. The
+/// function and both aliases are checked before anything is written; the order of the
+/// writes and what a failure leaves are described at [`with_alias`]. When only one of
+/// the stages has an `[api]` section the front end is promoted alone (with a warning).
 pub async fn promote(clients: &Clients, from: &Stage, to: &Stage, opts: &RunOptions) -> Result<Report, Error> {
     if from.name == to.name {
         return Err(ReleaseError::SameStage(from.name.clone()).into());
     }
+    // The Lambda side is checked first: it needs no lock, and a missing alias or
+    // function stops the promote before anything (even a lock) is written.
+    let alias_move = match (&from.api, &to.api) {
+        (Some(from_api), Some(to_api)) => {
+            let lambda = Lambda::new(clients.lambda.clone());
+            Some(backend::plan_promote(&lambda, from, from_api, to, to_api).await?)
+        }
+        (None, None) => None,
+        _ => {
+            tracing::warn!(
+                from = %from.name,
+                to = %to.name,
+                "only one of the two stages has an [api] section; promoting the front end only, no Lambda alias is moved"
+            );
+            None
+        }
+    };
     let src_bucket = Bucket::new(clients.s3.clone(), &from.bucket);
     // Hold the source still while its files are copied.
     let src_lock = if opts.dry_run {
@@ -103,7 +135,7 @@ pub async fn promote(clients: &Clients, from: &Stage, to: &Stage, opts: &RunOpti
                 .map_err(|e| Error::Locked(e.to_string()))?,
         )
     };
-    let result = promote_locked(clients, &src_bucket, from, to, opts).await;
+    let result = promote_locked(clients, &src_bucket, from, to, alias_move, opts).await;
     if let Some(lock) = src_lock
         && let Err(e) = lock.release().await
     {
@@ -117,6 +149,7 @@ async fn promote_locked(
     src_bucket: &Bucket,
     from: &Stage,
     to: &Stage,
+    alias_move: Option<AliasMove>,
     opts: &RunOptions,
 ) -> Result<Report, Error> {
     let state = read_state(src_bucket, from).await?;
@@ -154,22 +187,207 @@ async fn promote_locked(
     let rules = HeaderRules::new(&to.headers).unwrap_or_default();
     desired.push(deploy::config_desired(to, &rules));
     release.source = format!("promoted from {}", from.name);
-    apply::apply(
-        clients,
-        Target {
-            stage: to,
-            desired,
-            release,
-            action: format!("promote from {}", from.name),
-        },
-        opts,
-    )
-    .await
+    let target = Target {
+        stage: to,
+        desired,
+        release,
+        action: format!("promote from {}", from.name),
+        lambda: AliasRecord::Unchanged,
+    };
+    match alias_move {
+        Some(mv) => with_alias(clients, target, mv, opts).await,
+        None => apply::apply(clients, target, opts).await,
+    }
+}
+
+/// Makes `target.stage` serve `target.release` and points its Lambda alias at the
+/// version `mv` names, as one operation. The caller has already checked, without
+/// writing anything, that the function, the aliases and the version exist.
+///
+/// 1. The stage lock is taken and held across both sides, so no other run slips in
+///    between the front end and the alias.
+/// 2. The version is published if it has to be. This writes nothing a visitor sees (a
+///    version is immutable and serves nothing until an alias points at it), and it comes
+///    first because the front end's history entry records the version number.
+/// 3. The front end goes live ([`apply::apply_held`]), its history entry naming the
+///    version. **If the front end fails, the alias is not touched**: the stage still
+///    serves the old front end (see [`apply`]) with the old Lambda version.
+/// 4. The alias moves, only after the front end was applied successfully (skipped when
+///    it already points there; created when missing). **If moving the alias fails, the
+///    front end is put back on the previous release** with the rollback logic, and the
+///    error says that both sides are on the old release again (or, if even that failed,
+///    exactly what the stage serves and the command that finishes the job).
+///
+/// The front end keeps at least one previous release's files (`--retain` is raised to
+/// 1), so step 4 can always go back.
+async fn with_alias(clients: &Clients, mut target: Target<'_>, mv: AliasMove, opts: &RunOptions) -> Result<Report, Error> {
+    let stage = target.stage;
+    let opts = &RunOptions {
+        retain: opts.retain.max(1),
+        ..opts.clone()
+    };
+    if opts.dry_run {
+        if let VersionSource::Existing(v) = &mv.source {
+            target.lambda = AliasRecord::Set(Some(v.clone()));
+        }
+        let mut report = apply::apply(clients, target, opts).await?;
+        report.lambda = Some(mv.planned());
+        return Ok(report);
+    }
+    let bucket = Bucket::new(clients.s3.clone(), &stage.bucket);
+    let lock = Lock::acquire(&bucket, Keys::new(&stage.name).lock(), &stage.name, &target.action, opts.lock_ttl)
+        .await
+        .map_err(apply::lock_error)?;
+    let result = with_alias_locked(clients, target, &mv, opts).await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!(stage = %stage.name, "could not release the lock (it will expire): {e}");
+    }
+    result
+}
+
+async fn with_alias_locked(
+    clients: &Clients,
+    mut target: Target<'_>,
+    mv: &AliasMove,
+    opts: &RunOptions,
+) -> Result<Report, Error> {
+    let stage = target.stage;
+    let lambda = Lambda::new(clients.lambda.clone());
+    // Under the lock, where the alias points now is what a failure goes back to.
+    let current = lambda.alias(&mv.function, &mv.alias).await?;
+    let version = match &mv.source {
+        VersionSource::Existing(v) => v.clone(),
+        VersionSource::Publish { code_sha256 } => {
+            let v = lambda.publish(&mv.function, code_sha256.as_deref()).await?;
+            tracing::info!(function = %mv.function, version = %v, "version from $LATEST");
+            v
+        }
+    };
+    target.lambda = AliasRecord::Set(Some(version.clone()));
+    let mut report = apply::apply_held(clients, target, opts).await?;
+    let mut lambda_report = LambdaReport {
+        function: mv.function.clone(),
+        alias: mv.alias.clone(),
+        previous_version: current.clone(),
+        version: Some(version.clone()),
+        published: matches!(mv.source, VersionSource::Publish { .. }),
+        moved: false,
+    };
+    if current.as_deref() != Some(version.as_str()) {
+        if let Err(e) = lambda
+            .point_alias(&mv.function, &mv.alias, &version, current.is_some())
+            .await
+        {
+            return Err(restore_front_end(clients, stage, &report, mv, current, &version, e, opts).await);
+        }
+        lambda_report.moved = true;
+        tracing::info!(function = %mv.function, alias = %mv.alias, version = %version, was = ?current, "alias moved");
+    }
+    report.lambda = Some(lambda_report);
+    Ok(report)
+}
+
+/// After a failed alias move: the front end goes back to the release it served before,
+/// recorded with the version the alias still points at. Returns the error to report.
+#[allow(clippy::too_many_arguments)]
+async fn restore_front_end(
+    clients: &Clients,
+    stage: &Stage,
+    report: &Report,
+    mv: &AliasMove,
+    current: Option<String>,
+    version: &str,
+    err: BackendError,
+    opts: &RunOptions,
+) -> Error {
+    let alias_now = match &current {
+        Some(v) => format!("version {v}"),
+        None => "nothing (it does not exist)".to_owned(),
+    };
+    let failed = format!(
+        "moving Lambda alias {} of function {} to version {version} failed: {err}",
+        mv.alias, mv.function
+    );
+    let Some(prev) = report.previous_release.clone() else {
+        return BackendError::AliasMove(format!(
+            "{failed}. Stage {} had no earlier release to go back to, so its front end now serves release {} while the alias points at {alias_now}; fix the Lambda side and run the same command again",
+            stage.name, report.release
+        ))
+        .into();
+    };
+    tracing::warn!(stage = %stage.name, release = %prev, "{failed}; putting the front end back");
+    let back = async {
+        let (desired, release, _) = rollback_target(clients, stage, Some(&prev)).await?;
+        apply::apply_held(
+            clients,
+            Target {
+                stage,
+                desired,
+                release,
+                action: "rollback (alias move failed)".into(),
+                lambda: AliasRecord::Set(current.clone()),
+            },
+            opts,
+        )
+        .await
+    }
+    .await;
+    match back {
+        Ok(_) => BackendError::AliasMove(format!(
+            "{failed}. The front end of stage {} was put back on release {prev}, so both sides are on the old release (front end {prev}, alias {} on {alias_now}); fix the Lambda side and run the same command again",
+            stage.name, mv.alias
+        ))
+        .into(),
+        Err(back_err) => BackendError::AliasMove(format!(
+            "{failed}; putting the front end back on release {prev} failed too ({back_err}). Stage {} now serves front end {} while alias {} points at {alias_now}; run `uploader rollback --stage {} --to {prev}`",
+            stage.name, report.release, mv.alias, stage.name
+        ))
+        .into(),
+    }
 }
 
 /// `uploader rollback --stage prod [--to RELEASE]`: back to the previous (or the named)
 /// release, from what the stage kept: files still in place and preserved contents.
+///
+/// A stage with an `[api]` section also gets its Lambda alias back on the version
+/// recorded with that release (the newest history entry of the release that names
+/// one), in one operation with the front end, in the order and with the failure
+/// handling of [`with_alias`]. A release that went live before the stage had an
+/// `[api]` section has no recorded version: its front end is restored and the alias is
+/// left where it is, with a warning.
 pub async fn rollback(clients: &Clients, stage: &Stage, to: Option<&str>, opts: &RunOptions) -> Result<Report, Error> {
+    let (desired, release, version) = rollback_target(clients, stage, to).await?;
+    let release_id = release.id.clone();
+    let target = Target {
+        stage,
+        desired,
+        release,
+        action: "rollback".into(),
+        lambda: AliasRecord::Unchanged,
+    };
+    let Some(api) = &stage.api else {
+        return apply::apply(clients, target, opts).await;
+    };
+    let Some(version) = version else {
+        tracing::warn!(
+            stage = %stage.name,
+            release = %release_id,
+            alias = %api.alias,
+            "no Lambda version is recorded for this release (it went live before the stage had an [api] section); restoring the front end only, the alias stays where it is"
+        );
+        return apply::apply(clients, target, opts).await;
+    };
+    let mv = backend::plan_restore(&Lambda::new(clients.lambda.clone()), api, &version).await?;
+    with_alias(clients, target, mv, opts).await
+}
+
+/// What a rollback to `to` (default: the previous release) writes: the desired files,
+/// the release record and the Lambda version recorded with that release. Read-only.
+async fn rollback_target(
+    clients: &Clients,
+    stage: &Stage,
+    to: Option<&str>,
+) -> Result<(Vec<Desired>, Release, Option<String>), Error> {
     let bucket = Bucket::new(clients.s3.clone(), &stage.bucket);
     let keys = Keys::new(&stage.name);
     let state = read_state(&bucket, stage).await?;
@@ -235,17 +453,8 @@ pub async fn rollback(clients: &Clients, stage: &Stage, to: Option<&str>, opts: 
     }
     let rules = HeaderRules::new(&stage.headers).unwrap_or_default();
     desired.push(deploy::config_desired(stage, &rules));
-    apply::apply(
-        clients,
-        Target {
-            stage,
-            desired,
-            release,
-            action: "rollback".into(),
-        },
-        opts,
-    )
-    .await
+    let version = state.lambda_version_of(&target).map(str::to_owned);
+    Ok((desired, release, version))
 }
 
 /// One stage's history, newest first.

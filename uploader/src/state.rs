@@ -103,6 +103,15 @@ pub struct HistoryEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
     pub files: usize,
+    /// The Lambda version the stage's alias pointed at from then on, for stages with an
+    /// `[api]` section (absent otherwise, and in manifests written before it existed).
+    /// A rollback to this release moves the alias back to it.
+    ///
+    /// It lives here rather than in the [`Release`] record because a release is the
+    /// front end only (its id is its content): the same bundle can go live with
+    /// different Lambda versions, and each change of the pair is one history entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda_version: Option<String>,
 }
 
 /// A stage's manifest (see the module docs).
@@ -163,6 +172,21 @@ impl StageState {
         let mut r = self.recent_releases();
         r.truncate(retain + 1);
         r
+    }
+
+    /// The Lambda version recorded with what the stage serves now (see
+    /// [`HistoryEntry::lambda_version`]).
+    pub fn current_lambda_version(&self) -> Option<&str> {
+        self.history.last().and_then(|h| h.lambda_version.as_deref())
+    }
+
+    /// The Lambda version that was live with `release` most recently, if one was recorded.
+    pub fn lambda_version_of(&self, release: &str) -> Option<&str> {
+        self.history
+            .iter()
+            .rev()
+            .filter(|h| h.release == release)
+            .find_map(|h| h.lambda_version.as_deref())
     }
 
     pub fn push_history(&mut self, entry: HistoryEntry) {
@@ -226,6 +250,7 @@ mod tests {
             action: "deploy".into(),
             by: None,
             files: 1,
+            lambda_version: None,
         }
     }
 
@@ -257,6 +282,25 @@ mod tests {
         files.get_mut("index.html").unwrap().headers.cache_control = "no-cache".into();
         assert_ne!(a, release_id(&files));
         assert!(a.starts_with("r-") && a.len() == 14);
+    }
+
+    #[test]
+    fn lambda_versions_are_read_from_history_and_old_manifests_still_parse() {
+        let old = r#"{"version":1,"stage":"prod","current":"b","history":[
+            {"release":"a","at":"t","action":"deploy","files":1},
+            {"release":"b","at":"t","action":"promote from dev","files":1}]}"#;
+        let mut s: StageState = serde_json::from_str(old).unwrap();
+        assert_eq!(s.current_lambda_version(), None);
+        assert_eq!(s.lambda_version_of("a"), None);
+        for (r, v) in [("a", "1"), ("b", "2"), ("a", "3")] {
+            s.push_history(HistoryEntry { lambda_version: Some(v.into()), ..entry(r) });
+        }
+        assert_eq!(s.current_lambda_version(), Some("3"));
+        assert_eq!(s.lambda_version_of("a"), Some("3"));
+        assert_eq!(s.lambda_version_of("b"), Some("2"));
+        let json = serde_json::to_value(&s.history[2]).unwrap();
+        assert_eq!(json["lambdaVersion"], "1");
+        assert!(serde_json::to_value(entry("x")).unwrap().get("lambdaVersion").is_none());
     }
 
     #[test]
