@@ -26,6 +26,16 @@ impl CdnError {
     }
 }
 
+/// One origin of a distribution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginInfo {
+    pub id: String,
+    /// `bucket.s3.amazonaws.com`, `bucket.s3.eu-west-1.amazonaws.com`, …
+    pub domain_name: String,
+    /// `/dev`, or empty.
+    pub origin_path: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct Cdn {
     client: aws_sdk_cloudfront::Client,
@@ -96,6 +106,29 @@ impl Cdn {
                 Ok(String::new())
             }
         }
+    }
+
+    /// Every origin of the distribution (for `uploader doctor`).
+    pub async fn origins(&self, distribution_id: &str) -> Result<Vec<OriginInfo>, CdnError> {
+        let out = self
+            .client
+            .get_distribution_config()
+            .id(distribution_id)
+            .send()
+            .await
+            .map_err(|e| error("GetDistributionConfig", distribution_id, e))?;
+        Ok(out
+            .distribution_config
+            .and_then(|c| c.origins)
+            .map(|o| o.items)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|o| OriginInfo {
+                id: o.id,
+                domain_name: o.domain_name,
+                origin_path: o.origin_path.unwrap_or_default(),
+            })
+            .collect())
     }
 
     /// Creates an invalidation, waiting and retrying while CloudFront has too many in

@@ -5,8 +5,8 @@
 //! [`deploy`] runs a plan from top to bottom.
 //!
 //! A stage may have an API side (an API Gateway stage whose variable selects a Lambda
-//! alias): [`backend`] talks to Lambda and API Gateway, and [`release`] moves the alias
-//! together with the front end.
+//! alias): [`backend`] talks to Lambda and API Gateway, [`release`] moves the alias
+//! together with the front end, and [`doctor`] checks the wiring of a stage end to end.
 
 pub mod apply;
 pub mod aws;
@@ -14,6 +14,7 @@ pub mod backend;
 pub mod cdn;
 pub mod config;
 pub mod deploy;
+pub mod doctor;
 pub mod headers;
 pub mod invalidate;
 pub mod local;
@@ -48,6 +49,9 @@ pub enum Error {
     /// Another run holds the stage.
     #[error("{0}")]
     Locked(String),
+    /// `uploader doctor` found problems (the report says which, and how to fix them).
+    #[error("{0}")]
+    Unhealthy(String),
 }
 
 /// Process exit codes CI can act on.
@@ -64,6 +68,9 @@ pub mod exit {
     pub const DEPLOY: u8 = 4;
     /// Another deploy, promote or rollback holds the stage; retry later.
     pub const LOCKED: u8 = 5;
+    /// `uploader doctor` found at least one problem; each is printed with the command
+    /// that fixes it. Nothing was changed.
+    pub const UNHEALTHY: u8 = 6;
 }
 
 impl Error {
@@ -74,6 +81,7 @@ impl Error {
             Error::Locked(_) => exit::LOCKED,
             Error::Store(_) | Error::Cdn(_) => exit::DEPLOY,
             Error::Backend(e) => e.exit_code(),
+            Error::Unhealthy(_) => exit::UNHEALTHY,
         }
     }
 }

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::time::Duration;
 
 use uploader::apply::{Report, RunOptions};
-use uploader::{aws::Clients, config::Config, deploy, exit, preview, release};
+use uploader::{aws::Clients, config::Config, deploy, doctor, exit, preview, release};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -65,6 +65,10 @@ enum Command {
     Status,
     /// Remove a preview stage's files and records.
     Destroy(DestroyArgs),
+    /// Check a stage's wiring (API Gateway stage, Lambda alias and its invoke permission,
+    /// CloudFront origin, config.json); print each problem with the command that fixes
+    /// it. Read-only; exits 6 when anything is wrong.
+    Doctor(StageArg),
 }
 
 #[derive(Args, Debug)]
@@ -258,8 +262,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Some(Command::Doctor(args)) => {
+            let stage = load_stage(&global, &args.stage)?;
+            let clients = Clients::load(global.attempts).await;
+            let report = doctor::run(&clients, &stage).await;
+            print_doctor(&global, &report)?;
+            let failed = report.checks.iter().filter(|c| !c.ok).count();
+            if failed > 0 {
+                anyhow::bail!(uploader::Error::Unhealthy(format!(
+                    "stage {}: {failed} of {} checks failed (each is printed above with its fix)",
+                    report.stage,
+                    report.checks.len()
+                )));
+            }
+            Ok(())
+        }
         None => run_deploy(&global, cli.deploy).await,
     }
+}
+
+/// `ok   <check>: what was found`, `skip <check>: why`, or
+/// `FAIL <check>: <problem>` and `     fix: <command>`.
+fn print_doctor(global: &Global, report: &doctor::Report) -> anyhow::Result<()> {
+    if global.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    for c in &report.checks {
+        if c.ok {
+            let tag = if c.skipped { "skip" } else { "ok  " };
+            match &c.detail {
+                Some(d) => println!("{tag} {}: {d}", c.name),
+                None => println!("{tag} {}", c.name),
+            }
+        } else {
+            println!("FAIL {}: {}", c.name, c.problem.as_deref().unwrap_or("failed"));
+            if let Some(fix) = &c.fix {
+                println!("     fix: {fix}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn load_stage(global: &Global, name: &str) -> anyhow::Result<uploader::config::Stage> {
