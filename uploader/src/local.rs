@@ -61,7 +61,7 @@ pub fn scan(root: &Path) -> Result<Vec<LocalFile>, LocalError> {
         source,
     })?;
 
-    let mut files = Vec::new();
+    let mut found = Vec::new();
     for entry in walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name() {
         let entry = entry.map_err(|e| {
             let path = e.path().map(Path::to_owned).unwrap_or_else(|| root.to_owned());
@@ -93,19 +93,49 @@ pub fn scan(root: &Path) -> Result<Vec<LocalFile>, LocalError> {
             .strip_prefix(root)
             .expect("walkdir yields paths under its root");
         let path = rel_key(rel).ok_or_else(|| LocalError::NonUtf8(entry.path().to_owned()))?;
-        let (sha256, size) = hash_file(entry.path())?;
-        files.push(LocalFile {
-            path,
-            abs: entry.path().to_owned(),
-            size,
-            sha256,
-        });
+        found.push((path, entry.path().to_owned()));
     }
-    if files.is_empty() {
+    if found.is_empty() {
         return Err(LocalError::Empty(root.to_owned()));
     }
+    let mut files = hash_all(found)?;
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
+}
+
+/// Hashes files on every core: a no-op deploy of a large site is mostly this.
+fn hash_all(found: Vec<(String, PathBuf)>) -> Result<Vec<LocalFile>, LocalError> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(found.len().max(1));
+    let chunk = found.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = found
+            .chunks(chunk.max(1))
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut buf = vec![0u8; BUF_SIZE];
+                    part.iter()
+                        .map(|(path, abs)| {
+                            let (sha256, size) = hash_with(abs, &mut buf)?;
+                            Ok(LocalFile {
+                                path: path.clone(),
+                                abs: abs.clone(),
+                                size,
+                                sha256,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, LocalError>>()
+                })
+            })
+            .collect();
+        let mut files = Vec::with_capacity(found.len());
+        for h in handles {
+            match h.join() {
+                Ok(part) => files.extend(part?),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(files)
+    })
 }
 
 fn rel_key(rel: &Path) -> Option<String> {
@@ -113,18 +143,24 @@ fn rel_key(rel: &Path) -> Option<String> {
     parts.map(|p| p.join("/"))
 }
 
+const BUF_SIZE: usize = 128 * 1024;
+
 /// Streams a file through SHA-256; returns (hex digest, size).
 pub fn hash_file(path: &Path) -> Result<(String, u64), LocalError> {
+    hash_with(path, &mut vec![0u8; BUF_SIZE])
+}
+
+/// [`hash_file`] with a caller's buffer, reused across files.
+fn hash_with(path: &Path, buf: &mut [u8]) -> Result<(String, u64), LocalError> {
     let io = |source| LocalError::Io {
         path: path.to_owned(),
         source,
     };
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
     let mut size = 0u64;
     loop {
-        let n = file.read(&mut buf).map_err(io)?;
+        let n = file.read(buf).map_err(io)?;
         if n == 0 {
             break;
         }
