@@ -3,7 +3,8 @@
 //! Requests pass through unchanged (the `Host` header too, so SigV4 signatures still
 //! verify upstream). The proxy counts them, remembers method + path + copy source, and
 //! can be told to answer `503 Service Unavailable` from the N-th write on, as a server
-//! falling over half-way through a deploy would.
+//! falling over half-way through a deploy would, or to every write whose path contains
+//! a given fragment (one failing API call, e.g. a Lambda `UpdateAlias`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +44,8 @@ struct Shared {
     delay_writes_ms: AtomicUsize,
     /// … and every read (GET, HEAD).
     delay_reads_ms: AtomicUsize,
+    /// Fail every write whose decoded path contains one of these.
+    fail_paths: Mutex<Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -106,8 +109,19 @@ impl Proxy {
         self.shared.delay_reads_ms.store(ms, Ordering::SeqCst);
     }
 
+    /// Answer 503 to every write whose path contains `fragment` (until [`Proxy::heal`]).
+    pub fn fail_writes_to(&self, fragment: &str) {
+        if let Ok(mut f) = self.shared.fail_paths.lock() {
+            f.push(fragment.to_owned());
+        }
+    }
+
+    /// Stops every injected failure.
     pub fn heal(&self) {
         self.shared.fail_from_write.store(0, Ordering::SeqCst);
+        if let Ok(mut f) = self.shared.fail_paths.lock() {
+            f.clear();
+        }
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -137,6 +151,13 @@ async fn forward(State(ctx): State<Ctx>, req: Request<Body>) -> Response {
         body_len: body.len(),
     };
     let write = seen.is_write();
+    let targeted = write
+        && ctx
+            .shared
+            .fail_paths
+            .lock()
+            .map(|f| f.iter().any(|frag| seen.path.contains(frag.as_str())))
+            .unwrap_or(false);
     if let Ok(mut s) = ctx.shared.seen.lock() {
         s.push(seen);
     }
@@ -149,7 +170,7 @@ async fn forward(State(ctx): State<Ctx>, req: Request<Body>) -> Response {
     if write {
         let n = ctx.shared.writes.fetch_add(1, Ordering::SeqCst) + 1;
         let fail_from = ctx.shared.fail_from_write.load(Ordering::SeqCst);
-        if fail_from > 0 && n >= fail_from {
+        if targeted || (fail_from > 0 && n >= fail_from) {
             return status(StatusCode::SERVICE_UNAVAILABLE, "injected fault");
         }
         let delay = ctx.shared.delay_writes_ms.load(Ordering::SeqCst);
@@ -202,12 +223,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
