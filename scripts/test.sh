@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every test: set-up, one release build of the app, then the Rust test suites (unit,
-# behaviour against moto and s3s-fs, end to end in headless chromium).
+# Every test: set-up, one release build of the app, then all the Rust test suites (unit,
+# the API over HTTP, the uploader against moto and s3s-fs, end to end in headless
+# chromium).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
@@ -9,11 +10,10 @@ source scripts/env.sh
 echo "[test] building the app (trunk build --release)" >&2
 trunk build --release
 
-echo "[test] building the native crates" >&2
-cargo build --workspace --tests --bins
+# One build of every crate and test with the feature set the test run uses, so the
+# end-to-end harness need not rebuild the binaries it starts (TESTKIT_PREBUILT).
+echo "[test] building the workspace" >&2
+cargo build --workspace --all-targets
 
-echo "[test] app unit tests (native)" >&2
-cargo test -p app
-
-echo "[test] workspace tests" >&2
-cargo test --workspace
+echo "[test] running the tests" >&2
+TESTKIT_PREBUILT=1 cargo test --workspace
