@@ -16,4 +16,10 @@ echo "[test] building the workspace" >&2
 cargo build --workspace --all-targets
 
 echo "[test] running the tests" >&2
-TESTKIT_PREBUILT=1 cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+TESTKIT_PREBUILT=1 cargo test --workspace --all-targets 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' "$log"
+exit "$status"
