@@ -91,13 +91,20 @@ fn wait_ready(server: &mut Server, name: &str, path: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = server.child.try_wait()? {
-            bail!("{name} exited with {status} before it was ready:\n{}", server.log_text());
+            bail!(
+                "{name} exited with {status} before it was ready:\n{}",
+                server.log_text()
+            );
         }
         if http_get_status(server.port, path).is_some() {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("{name} did not answer on port {} within 60 s:\n{}", server.port, server.log_text());
+            bail!(
+                "{name} did not answer on port {} within 60 s:\n{}",
+                server.port,
+                server.log_text()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -113,7 +120,11 @@ fn http_get_status(port: u16, path: &str) -> Option<u16> {
     )
     .ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = [0u8; 64];
     let n = s.read(&mut buf).ok()?;
     let head = std::str::from_utf8(&buf[..n]).ok()?;
@@ -228,7 +239,10 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf> {
         .context("test binary is not inside target/<profile>/deps")?;
     let bin = dir.join(name);
     if !bin.exists() {
-        bail!("{} does not exist after building the workspace", bin.display());
+        bail!(
+            "{} does not exist after building the workspace",
+            bin.display()
+        );
     }
     Ok(bin)
 }
@@ -246,7 +260,12 @@ pub fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
 
 /// Applies [`aws_env`] to a command and clears variables that would point elsewhere.
 pub fn with_aws_env<'a>(cmd: &'a mut Command, endpoint: &str) -> &'a mut Command {
-    for var in ["AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE"] {
+    for var in [
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_CONFIG_FILE",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
@@ -322,10 +341,19 @@ pub async fn create_distribution(
                 .forwarded_values(
                     ForwardedValues::builder()
                         .query_string(false)
-                        .cookies(CookiePreference::builder().forward(ItemSelection::None).build()?)
+                        .cookies(
+                            CookiePreference::builder()
+                                .forward(ItemSelection::None)
+                                .build()?,
+                        )
                         .build()?,
                 )
-                .trusted_signers(TrustedSigners::builder().enabled(false).quantity(0).build()?)
+                .trusted_signers(
+                    TrustedSigners::builder()
+                        .enabled(false)
+                        .quantity(0)
+                        .build()?,
+                )
                 .build()?,
         )
         .build()?;

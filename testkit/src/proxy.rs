@@ -125,7 +125,11 @@ impl Proxy {
     }
 
     pub fn seen(&self) -> Vec<Seen> {
-        self.shared.seen.lock().map(|s| s.clone()).unwrap_or_default()
+        self.shared
+            .seen
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
     }
 
     pub fn writes(&self) -> Vec<Seen> {
@@ -184,7 +188,13 @@ async fn forward(State(ctx): State<Ctx>, req: Request<Body>) -> Response {
     }
 }
 
-async fn send(ctx: &Ctx, method: Method, uri: &Uri, mut headers: HeaderMap, body: Bytes) -> Result<Response> {
+async fn send(
+    ctx: &Ctx,
+    method: Method,
+    uri: &Uri,
+    mut headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
     // The body is forwarded whole; the client library frames it again (same length).
     headers.remove("content-length");
     headers.remove("transfer-encoding");

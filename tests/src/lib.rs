@@ -107,7 +107,11 @@ impl Stack {
 
     /// Runs `uploader <args>` and fails with its output unless it exits 0.
     pub fn run_uploader(&self, args: &[&str]) -> Result<Output> {
-        let out = self.uploader()?.args(args).output().context("run uploader")?;
+        let out = self
+            .uploader()?
+            .args(args)
+            .output()
+            .context("run uploader")?;
         if !out.status.success() {
             bail!(
                 "uploader {args:?} exited with {}:\nstdout: {}\nstderr: {}",
@@ -144,7 +148,12 @@ impl Browser {
             .capabilities(testkit::chrome_capabilities(profile.path()))
             .connect(&driver.url)
             .await
-            .with_context(|| format!("start chromium through chromedriver:\n{}", driver.log_text()))?;
+            .with_context(|| {
+                format!(
+                    "start chromium through chromedriver:\n{}",
+                    driver.log_text()
+                )
+            })?;
         Ok(Self {
             client,
             _driver: driver,
@@ -205,7 +214,8 @@ impl Browser {
     pub async fn wait_js(&self, condition: &str) -> Result<()> {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            if self.js(&format!("return !!({condition});")).await? == serde_json::Value::Bool(true) {
+            if self.js(&format!("return !!({condition});")).await? == serde_json::Value::Bool(true)
+            {
                 return Ok(());
             }
             if std::time::Instant::now() > deadline {
@@ -226,11 +236,24 @@ impl Browser {
         use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
         let el = self.wait_for(css).await?;
         let actions = MouseActions::new("mouse".into())
-            .then(PointerAction::MoveToElement { element: el, duration: None, x: 0.0, y: 0.0 })
-            .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
-            .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT })
-            .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
-            .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
+            .then(PointerAction::MoveToElement {
+                element: el,
+                duration: None,
+                x: 0.0,
+                y: 0.0,
+            })
+            .then(PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            })
+            .then(PointerAction::Up {
+                button: MOUSE_BUTTON_LEFT,
+            })
+            .then(PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            })
+            .then(PointerAction::Up {
+                button: MOUSE_BUTTON_LEFT,
+            });
         self.client.perform_actions(actions).await?;
         Ok(())
     }
@@ -239,8 +262,12 @@ impl Browser {
     pub async fn hover(&self, css: &str) -> Result<()> {
         use fantoccini::actions::{InputSource, MouseActions, PointerAction};
         let el = self.wait_for(css).await?;
-        let actions = MouseActions::new("mouse".into())
-            .then(PointerAction::MoveToElement { element: el, duration: None, x: 0.0, y: 0.0 });
+        let actions = MouseActions::new("mouse".into()).then(PointerAction::MoveToElement {
+            element: el,
+            duration: None,
+            x: 0.0,
+            y: 0.0,
+        });
         self.client.perform_actions(actions).await?;
         Ok(())
     }
@@ -280,9 +307,13 @@ impl Site {
     /// Adds a todo the way a person does, and waits until it is listed.
     pub async fn add(&self, title: &str) -> Result<()> {
         let before = self.browser.texts(".todo-list li label").await?.len();
-        self.browser.type_into("input.new-todo", &format!("{title}\u{e007}")).await?;
         self.browser
-            .wait_js(&format!("document.querySelectorAll('.todo-list li').length > {before}"))
+            .type_into("input.new-todo", &format!("{title}\u{e007}"))
+            .await?;
+        self.browser
+            .wait_js(&format!(
+                "document.querySelectorAll('.todo-list li').length > {before}"
+            ))
             .await
     }
 

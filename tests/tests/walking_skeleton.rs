@@ -13,7 +13,10 @@ async fn deploy_dev_then_add_a_todo_in_chromium_and_see_it_after_reload() -> Res
     // `uploader --stage dev` is exactly what CI runs.
     let out = stack.run_uploader(&["--stage", "dev"])?;
     let summary = String::from_utf8_lossy(&out.stdout);
-    ensure!(summary.contains("stage dev"), "no summary on stdout: {summary}");
+    ensure!(
+        summary.contains("stage dev"),
+        "no summary on stdout: {summary}"
+    );
 
     // The stage's config.json points the bundle at the dev API.
     let config = stack
@@ -24,12 +27,22 @@ async fn deploy_dev_then_add_a_todo_in_chromium_and_see_it_after_reload() -> Res
         .send()
         .await
         .context("dev/config.json was not written")?;
-    let config: serde_json::Value = serde_json::from_slice(&config.body.collect().await?.into_bytes())?;
+    let config: serde_json::Value =
+        serde_json::from_slice(&config.body.collect().await?.into_bytes())?;
     ensure!(config["stage"] == "dev", "config.json: {config}");
-    ensure!(config["apiBase"] == stack.api_base("dev"), "config.json: {config}");
+    ensure!(
+        config["apiBase"] == stack.api_base("dev"),
+        "config.json: {config}"
+    );
 
     // The wasm is served as application/wasm, or the browser refuses to stream-compile it.
-    let listing = stack.s3.list_objects_v2().bucket(&stack.bucket).prefix("dev/").send().await?;
+    let listing = stack
+        .s3
+        .list_objects_v2()
+        .bucket(&stack.bucket)
+        .prefix("dev/")
+        .send()
+        .await?;
     let wasm_key = listing
         .contents()
         .iter()
@@ -37,11 +50,22 @@ async fn deploy_dev_then_add_a_todo_in_chromium_and_see_it_after_reload() -> Res
         .find(|k| k.ends_with(".wasm"))
         .context("no .wasm uploaded")?
         .to_owned();
-    let head = stack.s3.head_object().bucket(&stack.bucket).key(&wasm_key).send().await?;
-    ensure!(head.content_type() == Some("application/wasm"), "{wasm_key}: {:?}", head.content_type());
+    let head = stack
+        .s3
+        .head_object()
+        .bucket(&stack.bucket)
+        .key(&wasm_key)
+        .send()
+        .await?;
+    ensure!(
+        head.content_type() == Some("application/wasm"),
+        "{wasm_key}: {:?}",
+        head.content_type()
+    );
 
     // CloudFront was told to drop its cached copy of the entry point.
-    let invalidations = testkit::invalidation_paths(&stack.cloudfront, &stack.dev_distribution).await?;
+    let invalidations =
+        testkit::invalidation_paths(&stack.cloudfront, &stack.dev_distribution).await?;
     ensure!(
         invalidations.iter().flatten().any(|p| p == "/index.html"),
         "no invalidation of /index.html: {invalidations:?}"
@@ -53,7 +77,9 @@ async fn deploy_dev_then_add_a_todo_in_chromium_and_see_it_after_reload() -> Res
     browser.client.goto(&format!("{}/", preview.url)).await?;
     let input = browser.wait_for("input.new-todo").await?;
     input.send_keys("Buy oat milk\u{e007}").await?;
-    browser.wait_texts(".todo-list li label", &["Buy oat milk"]).await?;
+    browser
+        .wait_texts(".todo-list li label", &["Buy oat milk"])
+        .await?;
 
     // The API holds it (the app did not just keep it in the page).
     let todos: serde_json::Value = reqwest::get(format!("{}/dev/todos", stack.api.url))
@@ -64,14 +90,19 @@ async fn deploy_dev_then_add_a_todo_in_chromium_and_see_it_after_reload() -> Res
 
     browser.client.refresh().await?;
     browser.wait_for("input.new-todo").await?;
-    browser.wait_texts(".todo-list li label", &["Buy oat milk"]).await?;
+    browser
+        .wait_texts(".todo-list li label", &["Buy oat milk"])
+        .await?;
 
     // Stages are apart: prod's API has nothing.
     let prod: serde_json::Value = reqwest::get(format!("{}/prod/todos", stack.api.url))
         .await?
         .json()
         .await?;
-    ensure!(prod == serde_json::json!([]), "prod sees dev's data: {prod}");
+    ensure!(
+        prod == serde_json::json!([]),
+        "prod sees dev's data: {prod}"
+    );
 
     browser.close().await?;
     Ok(())

@@ -125,17 +125,30 @@ pub struct Target<'a> {
 }
 
 /// Makes `target.stage` serve `target.release`, under the stage lock.
-pub async fn apply(clients: &Clients, target: Target<'_>, opts: &RunOptions) -> Result<Report, Error> {
+pub async fn apply(
+    clients: &Clients,
+    target: Target<'_>,
+    opts: &RunOptions,
+) -> Result<Report, Error> {
     run(clients, target, opts, true).await
 }
 
 /// [`apply`] for a caller that already holds the stage's lock (a promote or rollback
 /// that moves the Lambda alias too, and must hold the stage across both sides).
-pub async fn apply_held(clients: &Clients, target: Target<'_>, opts: &RunOptions) -> Result<Report, Error> {
+pub async fn apply_held(
+    clients: &Clients,
+    target: Target<'_>,
+    opts: &RunOptions,
+) -> Result<Report, Error> {
     run(clients, target, opts, false).await
 }
 
-async fn run(clients: &Clients, target: Target<'_>, opts: &RunOptions, take_lock: bool) -> Result<Report, Error> {
+async fn run(
+    clients: &Clients,
+    target: Target<'_>,
+    opts: &RunOptions,
+    take_lock: bool,
+) -> Result<Report, Error> {
     let started = Instant::now();
     let stage = target.stage;
     let bucket = Bucket::new(clients.s3.clone(), &stage.bucket);
@@ -147,8 +160,13 @@ async fn run(clients: &Clients, target: Target<'_>, opts: &RunOptions, take_lock
 
     // Read-only pass: a no-op or a dry run ends here, without a lock or any write.
     let (state, repaired) = load_state(&bucket, &keys, stage, opts.verify).await?;
-    let plan = plan::plan(target.desired.clone(), &state, &target.release.id, plan_opts)
-        .map_err(|r| Error::Refused(r.to_string()))?;
+    let plan = plan::plan(
+        target.desired.clone(),
+        &state,
+        &target.release.id,
+        plan_opts,
+    )
+    .map_err(|r| Error::Refused(r.to_string()))?;
     let mut report = Report {
         stage: stage.name.clone(),
         bucket: stage.bucket.clone(),
@@ -188,14 +206,29 @@ async fn run(clients: &Clients, target: Target<'_>, opts: &RunOptions, take_lock
 
     let lock = if take_lock {
         Some(
-            Lock::acquire(&bucket, keys.lock(), &stage.name, &target.action, opts.lock_ttl)
-                .await
-                .map_err(lock_error)?,
+            Lock::acquire(
+                &bucket,
+                keys.lock(),
+                &stage.name,
+                &target.action,
+                opts.lock_ttl,
+            )
+            .await
+            .map_err(lock_error)?,
         )
     } else {
         None
     };
-    let result = execute(clients, &bucket, &keys, &target, opts, plan_opts, &mut report).await;
+    let result = execute(
+        clients,
+        &bucket,
+        &keys,
+        &target,
+        opts,
+        plan_opts,
+        &mut report,
+    )
+    .await;
     if let Some(lock) = lock
         && let Err(e) = lock.release().await
     {
@@ -218,8 +251,13 @@ async fn execute(
     let stage = target.stage;
     // Under the lock the manifest is authoritative; plan again from it.
     let (state, repaired) = load_state(bucket, keys, stage, opts.verify).await?;
-    let plan = plan::plan(target.desired.clone(), &state, &target.release.id, plan_opts)
-        .map_err(|r| Error::Refused(r.to_string()))?;
+    let plan = plan::plan(
+        target.desired.clone(),
+        &state,
+        &target.release.id,
+        plan_opts,
+    )
+    .map_err(|r| Error::Refused(r.to_string()))?;
     report.repaired = repaired;
     report.previous_release = state.current.clone();
     report.unchanged = plan.unchanged;
@@ -257,7 +295,12 @@ async fn execute(
                 .unwrap_or_default();
             let src = format!("{}{}", stage.prefix, p.path);
             let dst = keys.blob(&p.sha256);
-            async move { bucket.copy_from(bucket.name(), &src, &dst, &headers).await.map(|_| ()) }
+            async move {
+                bucket
+                    .copy_from(bucket.name(), &src, &dst, &headers)
+                    .await
+                    .map(|_| ())
+            }
         })
         .buffer_unordered(opts.concurrency.max(1))
         .collect()
@@ -403,7 +446,9 @@ pub fn reconcile(state: &mut StageState, prefix: &str, listing: &[crate::store::
 
 async fn write_state(bucket: &Bucket, keys: &Keys, state: &StageState) -> Result<(), Error> {
     let body = serde_json::to_vec(state).unwrap_or_default();
-    bucket.put_bytes(&keys.state(), body, &json_headers()).await?;
+    bucket
+        .put_bytes(&keys.state(), body, &json_headers())
+        .await?;
     Ok(())
 }
 
@@ -435,11 +480,18 @@ async fn invalidate_stage(
     };
     let cdn = Cdn::new(clients.cloudfront.clone());
     // Only look the distribution up when something cacheable changed.
-    if changed.iter().all(|p| plan::Phase::of(p) == plan::Phase::Immutable) {
+    if changed
+        .iter()
+        .all(|p| plan::Phase::of(p) == plan::Phase::Immutable)
+    {
         return Ok(None);
     }
     let origin_path = cdn.origin_path(id, &stage.bucket).await?;
-    let paths = invalidate::paths(changed.iter().map(String::as_str), &stage.prefix, &origin_path);
+    let paths = invalidate::paths(
+        changed.iter().map(String::as_str),
+        &stage.prefix,
+        &origin_path,
+    );
     if paths.is_empty() {
         return Ok(None);
     }
@@ -482,9 +534,21 @@ mod tests {
         state.objects.insert("gone.txt".into(), obj("e3", 1));
         state.in_progress = Some("crashed".into());
         let listing = vec![
-            Listed { key: "dev/same.txt".into(), size: 1, etag: Some("e1".into()) },
-            Listed { key: "dev/changed.txt".into(), size: 1, etag: Some("other".into()) },
-            Listed { key: "dev/untracked.txt".into(), size: 1, etag: None },
+            Listed {
+                key: "dev/same.txt".into(),
+                size: 1,
+                etag: Some("e1".into()),
+            },
+            Listed {
+                key: "dev/changed.txt".into(),
+                size: 1,
+                etag: Some("other".into()),
+            },
+            Listed {
+                key: "dev/untracked.txt".into(),
+                size: 1,
+                etag: None,
+            },
         ];
         assert_eq!(reconcile(&mut state, "dev/", &listing), 2);
         assert_eq!(state.objects.keys().collect::<Vec<_>>(), ["same.txt"]);

@@ -18,17 +18,25 @@ pub const LATEST: &str = "$LATEST";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("Lambda function `{function}` does not exist (in this account and region); fix `function` in the stage's [api] section")]
+    #[error(
+        "Lambda function `{function}` does not exist (in this account and region); fix `function` in the stage's [api] section"
+    )]
     NoSuchFunction { function: String },
-    #[error("Lambda alias `{alias}` of function `{function}` does not exist; create it (`aws lambda create-alias --function-name {function} --name {alias} --function-version VERSION`) or fix `alias` in the stage's [api] section")]
+    #[error(
+        "Lambda alias `{alias}` of function `{function}` does not exist; create it (`aws lambda create-alias --function-name {function} --name {alias} --function-version VERSION`) or fix `alias` in the stage's [api] section"
+    )]
     NoSuchAlias { function: String, alias: String },
-    #[error("version {version} of Lambda function `{function}`, recorded for the release being restored, no longer exists; move alias `{alias}` by hand (`aws lambda update-alias --function-name {function} --name {alias} --function-version VERSION`) or restore another release")]
+    #[error(
+        "version {version} of Lambda function `{function}`, recorded for the release being restored, no longer exists; move alias `{alias}` by hand (`aws lambda update-alias --function-name {function} --name {alias} --function-version VERSION`) or restore another release"
+    )]
     NoSuchVersion {
         function: String,
         alias: String,
         version: String,
     },
-    #[error("stages `{from}` and `{to}` name different Lambda functions (`{from_function}`, `{to_function}`); a promote moves an alias within one function, so give both [api] sections the same `function`")]
+    #[error(
+        "stages `{from}` and `{to}` name different Lambda functions (`{from_function}`, `{to_function}`); a promote moves an alias within one function, so give both [api] sections the same `function`"
+    )]
     DifferentFunctions {
         from: String,
         to: String,
@@ -117,7 +125,13 @@ impl Lambda {
 
     /// The function's `$LATEST`; `None` when it does not exist.
     pub async fn function(&self, function: &str) -> Result<Option<FunctionInfo>, BackendError> {
-        match self.client.get_function().function_name(function).send().await {
+        match self
+            .client
+            .get_function()
+            .function_name(function)
+            .send()
+            .await
+        {
             Ok(out) => {
                 let config = out.configuration();
                 Ok(Some(FunctionInfo {
@@ -133,7 +147,11 @@ impl Lambda {
     }
 
     /// True when the published `version` of `function` exists.
-    pub async fn version_exists(&self, function: &str, version: &str) -> Result<bool, BackendError> {
+    pub async fn version_exists(
+        &self,
+        function: &str,
+        version: &str,
+    ) -> Result<bool, BackendError> {
         match self
             .client
             .get_function()
@@ -145,7 +163,12 @@ impl Lambda {
             Ok(_) => Ok(true),
             Err(e) => match failure(e) {
                 f if f.not_found => Ok(false),
-                f => Err(request("Lambda", "GetFunction", &format!("{function}:{version}"), f)),
+                f => Err(request(
+                    "Lambda",
+                    "GetFunction",
+                    &format!("{function}:{version}"),
+                    f,
+                )),
             },
         }
     }
@@ -153,11 +176,23 @@ impl Lambda {
     /// The version an alias points at (`$LATEST` or a number); `None` when the alias
     /// does not exist.
     pub async fn alias(&self, function: &str, alias: &str) -> Result<Option<String>, BackendError> {
-        match self.client.get_alias().function_name(function).name(alias).send().await {
+        match self
+            .client
+            .get_alias()
+            .function_name(function)
+            .name(alias)
+            .send()
+            .await
+        {
             Ok(out) => Ok(Some(out.function_version().unwrap_or(LATEST).to_owned())),
             Err(e) => match failure(e) {
                 f if f.not_found => Ok(None),
-                f => Err(request("Lambda", "GetAlias", &format!("{function}:{alias}"), f)),
+                f => Err(request(
+                    "Lambda",
+                    "GetAlias",
+                    &format!("{function}:{alias}"),
+                    f,
+                )),
             },
         }
     }
@@ -166,7 +201,11 @@ impl Lambda {
     /// again when neither code nor configuration changed since the latest version: it
     /// returns that version. `code_sha256` (from the preflight) makes Lambda refuse if
     /// the code changed in between, so what is published is what was checked.
-    pub async fn publish(&self, function: &str, code_sha256: Option<&str>) -> Result<String, BackendError> {
+    pub async fn publish(
+        &self,
+        function: &str,
+        code_sha256: Option<&str>,
+    ) -> Result<String, BackendError> {
         let out = self
             .client
             .publish_version()
@@ -218,7 +257,11 @@ impl Lambda {
     }
 
     /// The resource policy (JSON) of `function:qualifier`; `None` when it has none.
-    pub async fn policy(&self, function: &str, qualifier: &str) -> Result<Option<String>, BackendError> {
+    pub async fn policy(
+        &self,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<Option<String>, BackendError> {
         match self
             .client
             .get_policy()
@@ -230,7 +273,12 @@ impl Lambda {
             Ok(out) => Ok(out.policy().map(str::to_owned)),
             Err(e) => match failure(e) {
                 f if f.not_found => Ok(None),
-                f => Err(request("Lambda", "GetPolicy", &format!("{function}:{qualifier}"), f)),
+                f => Err(request(
+                    "Lambda",
+                    "GetPolicy",
+                    &format!("{function}:{qualifier}"),
+                    f,
+                )),
             },
         }
     }
@@ -253,7 +301,13 @@ pub async fn gateway_stage(
     stage: &str,
 ) -> Result<GatewayStage, BackendError> {
     let target = format!("{rest_api_id}/{stage}");
-    match client.get_stage().rest_api_id(rest_api_id).stage_name(stage).send().await {
+    match client
+        .get_stage()
+        .rest_api_id(rest_api_id)
+        .stage_name(stage)
+        .send()
+        .await
+    {
         Ok(out) => Ok(GatewayStage::Found(
             out.variables()
                 .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -367,7 +421,9 @@ pub async fn plan_promote(
     let info = lambda
         .function(function)
         .await?
-        .ok_or_else(|| BackendError::NoSuchFunction { function: function.clone() })?;
+        .ok_or_else(|| BackendError::NoSuchFunction {
+            function: function.clone(),
+        })?;
     let source = lambda
         .alias(function, &from_api.alias)
         .await?
@@ -386,10 +442,16 @@ pub async fn plan_promote(
 
 /// The preflight of a rollback: the recorded `version` still exists, and where the
 /// stage's alias points now. Read-only.
-pub async fn plan_restore(lambda: &Lambda, api: &StageApi, version: &str) -> Result<AliasMove, BackendError> {
+pub async fn plan_restore(
+    lambda: &Lambda,
+    api: &StageApi,
+    version: &str,
+) -> Result<AliasMove, BackendError> {
     let function = &api.function;
     if lambda.function(function).await?.is_none() {
-        return Err(BackendError::NoSuchFunction { function: function.clone() });
+        return Err(BackendError::NoSuchFunction {
+            function: function.clone(),
+        });
     }
     if !version.eq_ignore_ascii_case(LATEST) && !lambda.version_exists(function, version).await? {
         return Err(BackendError::NoSuchVersion {
@@ -415,9 +477,14 @@ mod tests {
     fn promote_publishes_only_from_latest() {
         assert_eq!(
             VersionSource::for_promote("$LATEST", Some("sha".into())),
-            VersionSource::Publish { code_sha256: Some("sha".into()) }
+            VersionSource::Publish {
+                code_sha256: Some("sha".into())
+            }
         );
-        assert_eq!(VersionSource::for_promote("7", None), VersionSource::Existing("7".into()));
+        assert_eq!(
+            VersionSource::for_promote("7", None),
+            VersionSource::Existing("7".into())
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@ use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CdnError {
-    #[error("CloudFront distribution `{0}` does not exist; fix `distribution_id` for this stage in the config file")]
+    #[error(
+        "CloudFront distribution `{0}` does not exist; fix `distribution_id` for this stage in the config file"
+    )]
     NoSuchDistribution(String),
     #[error("CloudFront {op} on distribution `{id}` failed: {message}")]
     Request {
@@ -22,7 +24,13 @@ pub enum CdnError {
 
 impl CdnError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, CdnError::Request { transient: true, .. })
+        matches!(
+            self,
+            CdnError::Request {
+                transient: true,
+                ..
+            }
+        )
     }
 }
 
@@ -73,15 +81,16 @@ impl Cdn {
             .send()
             .await
             .map_err(|e| error("CreateInvalidation", distribution_id, e))?;
-        Ok(out
-            .invalidation
-            .map(|i| i.id)
-            .unwrap_or_default())
+        Ok(out.invalidation.map(|i| i.id).unwrap_or_default())
     }
 
     /// The origin path of the distribution's origin for `bucket` (`/dev`, or empty):
     /// viewer paths are keys with it removed.
-    pub async fn origin_path(&self, distribution_id: &str, bucket: &str) -> Result<String, CdnError> {
+    pub async fn origin_path(
+        &self,
+        distribution_id: &str,
+        bucket: &str,
+    ) -> Result<String, CdnError> {
         let out = self
             .client
             .get_distribution_config()
@@ -98,11 +107,19 @@ impl Cdn {
         let chosen = origins
             .iter()
             .find(|o| o.domain_name.starts_with(&host_prefix))
-            .or(if origins.len() == 1 { origins.first() } else { None });
+            .or(if origins.len() == 1 {
+                origins.first()
+            } else {
+                None
+            });
         match chosen {
             Some(o) => Ok(o.origin_path.clone().unwrap_or_default()),
             None => {
-                tracing::warn!(distribution_id, bucket, "no origin of the distribution points at the bucket; invalidating keys as paths from the bucket root");
+                tracing::warn!(
+                    distribution_id,
+                    bucket,
+                    "no origin of the distribution points at the bucket; invalidating keys as paths from the bucket root"
+                );
                 Ok(String::new())
             }
         }
@@ -142,7 +159,10 @@ impl Cdn {
         let mut delay = std::time::Duration::from_millis(500);
         let mut waited = std::time::Duration::ZERO;
         loop {
-            match self.invalidate(distribution_id, paths, caller_reference).await {
+            match self
+                .invalidate(distribution_id, paths, caller_reference)
+                .await
+            {
                 Err(e) if e.is_transient() && waited < std::time::Duration::from_secs(120) => {
                     let jitter = std::time::Duration::from_millis(rand::random::<u64>() % 250);
                     tracing::warn!("{e}; retrying in {:?}", delay + jitter);
@@ -164,7 +184,9 @@ impl Cdn {
     ) -> Result<String, CdnError> {
         let deadline = std::time::Instant::now() + limit;
         loop {
-            let status = self.invalidation_status(distribution_id, invalidation_id).await?;
+            let status = self
+                .invalidation_status(distribution_id, invalidation_id)
+                .await?;
             if status.eq_ignore_ascii_case("completed") {
                 return Ok(status);
             }

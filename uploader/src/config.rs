@@ -23,20 +23,26 @@ use crate::headers::HeaderRule;
 /// Everything that can be wrong with the configuration; each message names the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the config file {path}: {source}. Pass the right file with --config, or create uploader.toml at the repository root")]
+    #[error(
+        "cannot read the config file {path}: {source}. Pass the right file with --config, or create uploader.toml at the repository root"
+    )]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("{path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("unknown stage `{stage}`; known stages: {known}. Add [stages.{stage}] to {path}, or use a name that matches a [previews] pattern")]
+    #[error(
+        "unknown stage `{stage}`; known stages: {known}. Add [stages.{stage}] to {path}, or use a name that matches a [previews] pattern"
+    )]
     UnknownStage {
         stage: String,
         known: String,
         path: PathBuf,
     },
-    #[error("invalid stage name `{0}`: use lower-case letters, digits and `-` (at most 63 characters), starting with a letter or digit")]
+    #[error(
+        "invalid stage name `{0}`: use lower-case letters, digits and `-` (at most 63 characters), starting with a letter or digit"
+    )]
     InvalidStageName(String),
     #[error("stage `{stage}` in {path}: {message}")]
     Stage {
@@ -44,7 +50,9 @@ pub enum ConfigError {
         path: PathBuf,
         message: String,
     },
-    #[error("{path}: `${{{var}}}` is used but the environment variable {var} is not set; export it, or give a default as `${{{var}:-value}}`")]
+    #[error(
+        "{path}: `${{{var}}}` is used but the environment variable {var} is not set; export it, or give a default as `${{{var}:-value}}`"
+    )]
     MissingEnv { path: PathBuf, var: String },
 }
 
@@ -251,7 +259,8 @@ impl Config {
 
     /// True when `name` matches a preview pattern (and is not an explicit stage).
     pub fn is_preview_name(&self, name: &str) -> bool {
-        !self.raw.stages.contains_key(name) && self.raw.previews.iter().any(|p| matches(&p.pattern, name))
+        !self.raw.stages.contains_key(name)
+            && self.raw.previews.iter().any(|p| matches(&p.pattern, name))
     }
 
     /// Resolves a stage by name: an explicit `[stages.NAME]` wins over preview patterns.
@@ -342,7 +351,11 @@ impl Config {
                 stage.prefix
             )));
         }
-        if stage.vars.get("apiBase").is_none_or(|v| v.trim().is_empty()) {
+        if stage
+            .vars
+            .get("apiBase")
+            .is_none_or(|v| v.trim().is_empty())
+        {
             return Err(fail("`api_base` is empty".into()));
         }
         if let Some(api) = &stage.api {
@@ -355,7 +368,9 @@ impl Config {
 /// The names AWS accepts, checked here so a typo fails before any call is made.
 fn check_api(api: &StageApi) -> Result<(), String> {
     let word = |s: &str, extra: &[u8]| {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
     };
     if !word(&api.rest_api_id, &[]) {
         return Err(format!(
@@ -382,7 +397,10 @@ fn check_api(api: &StageApi) -> Result<(), String> {
         ));
     }
     // Lambda alias names: 1–128 of [A-Za-z0-9_-], not all digits (that is a version).
-    if !word(&api.alias, b"-_") || api.alias.len() > 128 || api.alias.bytes().all(|b| b.is_ascii_digit()) {
+    if !word(&api.alias, b"-_")
+        || api.alias.len() > 128
+        || api.alias.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(format!(
             "`alias` `{}` is not a Lambda alias name (letters, digits, `-`, `_`, not only digits; `$LATEST` is not an alias)",
             api.alias
@@ -398,7 +416,9 @@ fn matches(pattern: &str, name: &str) -> bool {
 }
 
 fn non_empty(s: Option<&str>) -> Option<String> {
-    s.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+    s.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 fn with_api_base(vars: &BTreeMap<String, String>, api_base: &str) -> BTreeMap<String, String> {
@@ -630,10 +650,16 @@ alias = "DEV"
                 alias: "PROD".into(),
             }
         );
-        assert_eq!(prod.url("eu-west-1"), "https://abc.execute-api.eu-west-1.amazonaws.com/prod");
+        assert_eq!(
+            prod.url("eu-west-1"),
+            "https://abc.execute-api.eu-west-1.amazonaws.com/prod"
+        );
         // `stage` defaults to the uploader stage's name, `stage_variable` to lambdaAlias.
         let dev = config.stage("dev").unwrap().api.unwrap();
-        assert_eq!((dev.stage.as_str(), dev.stage_variable.as_str()), ("dev", "lambdaAlias"));
+        assert_eq!(
+            (dev.stage.as_str(), dev.stage_variable.as_str()),
+            ("dev", "lambdaAlias")
+        );
         // Stages without the section behave as before.
         assert_eq!(config.stage("static").unwrap().api, None);
         // Preview rules may have one too.
@@ -652,10 +678,14 @@ alias = "DEV"
     #[test]
     fn unknown_api_keys_are_reported() {
         let text = "[stages.dev]\nbucket='b'\napi_base='x'\n[stages.dev.api]\nrest_api_id='a'\nfunction='f'\nalias='DEV'\nalais='typo'\n";
-        let err = Config::parse(text, Path::new("u.toml"), &|_| None).unwrap_err().to_string();
+        let err = Config::parse(text, Path::new("u.toml"), &|_| None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("alais"), "{err}");
         let missing = "[stages.dev]\nbucket='b'\napi_base='x'\n[stages.dev.api]\nrest_api_id='a'\nfunction='f'\n";
-        let err = Config::parse(missing, Path::new("u.toml"), &|_| None).unwrap_err().to_string();
+        let err = Config::parse(missing, Path::new("u.toml"), &|_| None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("alias"), "{err}");
     }
 
@@ -668,10 +698,18 @@ alias = "DEV"
             ("stage_variable", "lambda-alias"),
             ("function", ""),
         ] {
-            let mut fields: BTreeMap<&str, &str> =
-                [("rest_api_id", "abc"), ("function", "f"), ("alias", "PROD"), ("stage_variable", "v")].into();
+            let mut fields: BTreeMap<&str, &str> = [
+                ("rest_api_id", "abc"),
+                ("function", "f"),
+                ("alias", "PROD"),
+                ("stage_variable", "v"),
+            ]
+            .into();
             fields.insert(field, bad);
-            let api: String = fields.iter().map(|(k, v)| format!("{k} = '{v}'\n")).collect();
+            let api: String = fields
+                .iter()
+                .map(|(k, v)| format!("{k} = '{v}'\n"))
+                .collect();
             let text = format!("[stages.prod]\nbucket='b'\napi_base='x'\n[stages.prod.api]\n{api}");
             let config = Config::parse(&text, Path::new("u.toml"), &|_| None).unwrap();
             let err = config.stage("prod").unwrap_err().to_string();

@@ -54,7 +54,12 @@ pub fn desired_from_dist(files: &[LocalFile], stage: &Stage, rules: &HeaderRules
 }
 
 /// Deploys `dist` to `stage` as a new release (or as the release it already is).
-pub async fn run(clients: &Clients, stage: &Stage, dist: &Path, opts: &RunOptions) -> Result<Report, Error> {
+pub async fn run(
+    clients: &Clients,
+    stage: &Stage,
+    dist: &Path,
+    opts: &RunOptions,
+) -> Result<Report, Error> {
     let files = local::scan(dist)?;
     let rules = HeaderRules::new(&stage.headers)
         .map_err(|e| Error::Refused(format!("invalid [[headers]] glob: {e}")))?;
@@ -99,6 +104,9 @@ mod tests {
             api: None,
         };
         let v: serde_json::Value = serde_json::from_slice(&config_json(&stage)).unwrap();
-        assert_eq!(v, serde_json::json!({"stage": "dev", "apiBase": "http://x/dev"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"stage": "dev", "apiBase": "http://x/dev"})
+        );
     }
 }

@@ -151,11 +151,13 @@ pub async fn gather(clients: &Clients, stage: &Stage) -> Facts {
     };
     let origins = async {
         let id = stage.distribution_id.as_ref()?;
-        Some(match Cdn::new(clients.cloudfront.clone()).origins(id).await {
-            Ok(o) => Lookup::Found(o),
-            Err(CdnError::NoSuchDistribution(_)) => Lookup::Missing,
-            Err(e) => Lookup::Failed(e.to_string()),
-        })
+        Some(
+            match Cdn::new(clients.cloudfront.clone()).origins(id).await {
+                Ok(o) => Lookup::Found(o),
+                Err(CdnError::NoSuchDistribution(_)) => Lookup::Missing,
+                Err(e) => Lookup::Failed(e.to_string()),
+            },
+        )
     };
     let config_json = async {
         let bucket = Bucket::new(clients.s3.clone(), &stage.bucket);
@@ -211,8 +213,17 @@ pub fn checks(facts: &Facts) -> Vec<Check> {
 }
 
 /// The API Gateway stage exists and its stage variable names the alias.
-pub fn check_api_stage(api: &StageApi, gateway: &Result<GatewayStage, String>, region: &str) -> Check {
-    let (id, name, var, alias) = (&api.rest_api_id, &api.stage, &api.stage_variable, &api.alias);
+pub fn check_api_stage(
+    api: &StageApi,
+    gateway: &Result<GatewayStage, String>,
+    region: &str,
+) -> Check {
+    let (id, name, var, alias) = (
+        &api.rest_api_id,
+        &api.stage,
+        &api.stage_variable,
+        &api.alias,
+    );
     let update = format!(
         "aws apigateway update-stage --rest-api-id {id} --stage-name {name} --patch-operations op=replace,path=/variables/{var},value={alias}"
     );
@@ -246,14 +257,20 @@ pub fn check_api_stage(api: &StageApi, gateway: &Result<GatewayStage, String>, r
             ),
             Some(v) => Check::fail(
                 API_STAGE,
-                format!("stage {name} of REST API {id} sends {var}={v}, not {alias}: it calls alias {v}"),
+                format!(
+                    "stage {name} of REST API {id} sends {var}={v}, not {alias}: it calls alias {v}"
+                ),
                 Some(update),
             ),
             None => Check::fail(
                 API_STAGE,
                 format!(
                     "stage {name} of REST API {id} has no stage variable {var} (it has: {}), so ${{stageVariables.{var}}} names no alias",
-                    if vars.is_empty() { "none".to_owned() } else { vars.keys().cloned().collect::<Vec<_>>().join(", ") }
+                    if vars.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        vars.keys().cloned().collect::<Vec<_>>().join(", ")
+                    }
                 ),
                 Some(update),
             ),
@@ -262,14 +279,21 @@ pub fn check_api_stage(api: &StageApi, gateway: &Result<GatewayStage, String>, r
 }
 
 /// The alias exists, and which version it points at.
-pub fn check_alias(api: &StageApi, function: &Lookup<FunctionInfo>, alias: &Lookup<String>, stage: &str) -> Check {
+pub fn check_alias(
+    api: &StageApi,
+    function: &Lookup<FunctionInfo>,
+    alias: &Lookup<String>,
+    stage: &str,
+) -> Check {
     let (f, a) = (&api.function, &api.alias);
     match function {
         Lookup::Failed(e) => {
             return Check::fail(
                 LAMBDA_ALIAS,
                 format!("cannot read Lambda function {f}: {e}"),
-                Some(format!("grant lambda:GetFunction on function {f} to the credentials in use")),
+                Some(format!(
+                    "grant lambda:GetFunction on function {f} to the credentials in use"
+                )),
             );
         }
         Lookup::Missing => {
@@ -284,7 +308,10 @@ pub fn check_alias(api: &StageApi, function: &Lookup<FunctionInfo>, alias: &Look
         Lookup::Found(_) => {}
     }
     match alias {
-        Lookup::Found(v) => Check::pass(LAMBDA_ALIAS, format!("alias {a} of function {f} points at version {v}")),
+        Lookup::Found(v) => Check::pass(
+            LAMBDA_ALIAS,
+            format!("alias {a} of function {f} points at version {v}"),
+        ),
         Lookup::Missing => Check::fail(
             LAMBDA_ALIAS,
             format!("function {f} has no alias {a}"),
@@ -295,7 +322,9 @@ pub fn check_alias(api: &StageApi, function: &Lookup<FunctionInfo>, alias: &Look
         Lookup::Failed(e) => Check::fail(
             LAMBDA_ALIAS,
             format!("cannot read alias {a} of function {f}: {e}"),
-            Some(format!("grant lambda:GetAlias on function {f} to the credentials in use")),
+            Some(format!(
+                "grant lambda:GetAlias on function {f} to the credentials in use"
+            )),
         ),
     }
 }
@@ -324,7 +353,9 @@ pub fn check_permission(api: &StageApi, facts: &ApiFacts, region: &str) -> Check
         Lookup::Failed(e) => Check::fail(
             INVOKE_PERMISSION,
             format!("cannot read the resource policy of {f}:{a}: {e}"),
-            Some(format!("grant lambda:GetPolicy on function {f} to the credentials in use")),
+            Some(format!(
+                "grant lambda:GetPolicy on function {f} to the credentials in use"
+            )),
         ),
         Lookup::Missing => Check::fail(
             INVOKE_PERMISSION,
@@ -344,7 +375,10 @@ pub fn check_permission(api: &StageApi, facts: &ApiFacts, region: &str) -> Check
             match invoke_permission(policy, &alias_arn, &request) {
                 Ok(granted) => Check::pass(
                     INVOKE_PERMISSION,
-                    format!("statement {granted} lets apigateway.amazonaws.com invoke {f}:{a} from REST API {}", api.rest_api_id),
+                    format!(
+                        "statement {granted} lets apigateway.amazonaws.com invoke {f}:{a} from REST API {}",
+                        api.rest_api_id
+                    ),
                 ),
                 Err(why) => {
                     // A statement with the same id has to go before it can be added again.
@@ -357,7 +391,10 @@ pub fn check_permission(api: &StageApi, facts: &ApiFacts, region: &str) -> Check
                     };
                     Check::fail(
                         INVOKE_PERMISSION,
-                        format!("API Gateway may not invoke {f}:{a} ({why}): stage {} answers 500", api.stage),
+                        format!(
+                            "API Gateway may not invoke {f}:{a} ({why}): stage {} answers 500",
+                            api.stage
+                        ),
                         Some(fix),
                     )
                 }
@@ -407,9 +444,13 @@ pub struct SourceArnPrefix<'a> {
 /// its aliases), and its `aws:SourceArn` condition, if any, can match a request of this
 /// API stage (`ArnLike` wildcards per ARN component). `aws:SourceAccount`, if present,
 /// must be the function's account; other conditions are not evaluated.
-pub fn invoke_permission(policy: &str, alias_arn: &str, request: &SourceArnPrefix<'_>) -> Result<String, String> {
-    let doc: serde_json::Value =
-        serde_json::from_str(policy).map_err(|e| format!("the resource policy is not JSON: {e}"))?;
+pub fn invoke_permission(
+    policy: &str,
+    alias_arn: &str,
+    request: &SourceArnPrefix<'_>,
+) -> Result<String, String> {
+    let doc: serde_json::Value = serde_json::from_str(policy)
+        .map_err(|e| format!("the resource policy is not JSON: {e}"))?;
     let statements = match doc.get("Statement") {
         Some(serde_json::Value::Array(a)) => a.clone(),
         Some(one @ serde_json::Value::Object(_)) => vec![one.clone()],
@@ -426,7 +467,9 @@ pub fn invoke_permission(policy: &str, alias_arn: &str, request: &SourceArnPrefi
         let action_ok = strings(st.get("Action"))
             .iter()
             .any(|a| glob(&a.to_ascii_lowercase(), "lambda:invokefunction"));
-        let resource_ok = strings(st.get("Resource")).iter().any(|r| glob(r, alias_arn));
+        let resource_ok = strings(st.get("Resource"))
+            .iter()
+            .any(|r| glob(r, alias_arn));
         if !(effect_ok && principal_ok && action_ok && resource_ok) {
             continue;
         }
@@ -460,7 +503,10 @@ fn statement_ids(policy: &str) -> Vec<String> {
 fn strings(v: Option<&serde_json::Value>) -> Vec<String> {
     match v {
         Some(serde_json::Value::String(s)) => vec![s.clone()],
-        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect(),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -469,19 +515,26 @@ fn principal_is_apigateway(p: Option<&serde_json::Value>) -> bool {
     match p {
         Some(serde_json::Value::String(s)) => s == "*",
         Some(serde_json::Value::Object(m)) => {
-            strings(m.get("Service")).iter().any(|s| s == "apigateway.amazonaws.com")
+            strings(m.get("Service"))
+                .iter()
+                .any(|s| s == "apigateway.amazonaws.com")
                 || strings(m.get("AWS")).iter().any(|s| s == "*")
         }
         _ => false,
     }
 }
 
-fn condition_fits(cond: Option<&serde_json::Value>, request: &SourceArnPrefix<'_>) -> Result<(), String> {
+fn condition_fits(
+    cond: Option<&serde_json::Value>,
+    request: &SourceArnPrefix<'_>,
+) -> Result<(), String> {
     let Some(serde_json::Value::Object(ops)) = cond else {
         return Ok(());
     };
     for (op, keys) in ops {
-        let Some(keys) = keys.as_object() else { continue };
+        let Some(keys) = keys.as_object() else {
+            continue;
+        };
         let op_base = op.trim_end_matches("IfExists");
         let like = matches!(op_base, "ArnLike" | "StringLike");
         let equals = matches!(op_base, "ArnEquals" | "StringEquals");
@@ -579,8 +632,15 @@ fn glob_prefix(pattern: &str, prefix: &str) -> bool {
 
 /// The distribution's origin points at the stage's bucket, and the stage's key prefix is
 /// under the origin path (else the distribution serves other files).
-pub fn check_origin(stage: &Stage, id: &str, origins: &Lookup<Vec<OriginInfo>>, region: &str) -> Check {
-    let get = format!("aws cloudfront get-distribution-config --id {id} --query DistributionConfig > dist.json");
+pub fn check_origin(
+    stage: &Stage,
+    id: &str,
+    origins: &Lookup<Vec<OriginInfo>>,
+    region: &str,
+) -> Check {
+    let get = format!(
+        "aws cloudfront get-distribution-config --id {id} --query DistributionConfig > dist.json"
+    );
     let update = format!(
         "aws cloudfront update-distribution --id {id} --distribution-config file://dist-fixed.json --if-match \"$(aws cloudfront get-distribution-config --id {id} --query ETag --output text)\""
     );
@@ -600,7 +660,9 @@ pub fn check_origin(stage: &Stage, id: &str, origins: &Lookup<Vec<OriginInfo>>, 
             return Check::fail(
                 CLOUDFRONT_ORIGIN,
                 format!("cannot read distribution {id}: {e}"),
-                Some(format!("grant cloudfront:GetDistributionConfig on distribution {id} to the credentials in use")),
+                Some(format!(
+                    "grant cloudfront:GetDistributionConfig on distribution {id} to the credentials in use"
+                )),
             );
         }
     };
@@ -612,7 +674,11 @@ pub fn check_origin(stage: &Stage, id: &str, origins: &Lookup<Vec<OriginInfo>>, 
             CLOUDFRONT_ORIGIN,
             format!(
                 "no origin of distribution {id} points at bucket {bucket} (its origins: {})",
-                if listed.is_empty() { "none".to_owned() } else { listed.join(", ") }
+                if listed.is_empty() {
+                    "none".to_owned()
+                } else {
+                    listed.join(", ")
+                }
             ),
             Some(format!(
                 "{get} && jq '.Origins.Items[0].DomainName = \"{bucket}.s3.{region}.amazonaws.com\"' dist.json > dist-fixed.json && {update}"
@@ -620,7 +686,13 @@ pub fn check_origin(stage: &Stage, id: &str, origins: &Lookup<Vec<OriginInfo>>, 
         );
     };
     let origin_prefix = normalise_prefix(&origin.origin_path);
-    let shown = |p: &str| if p.is_empty() { "(bucket root)".to_owned() } else { p.to_owned() };
+    let shown = |p: &str| {
+        if p.is_empty() {
+            "(bucket root)".to_owned()
+        } else {
+            p.to_owned()
+        }
+    };
     if stage.prefix.starts_with(&origin_prefix) {
         Check::pass(
             CLOUDFRONT_ORIGIN,
@@ -638,7 +710,11 @@ pub fn check_origin(stage: &Stage, id: &str, origins: &Lookup<Vec<OriginInfo>>, 
                 "the stage's files are under {} but origin {} of distribution {id} has origin path {}, so the distribution serves s3://{bucket}/{}… and never this stage",
                 shown(&stage.prefix),
                 origin.id,
-                if origin.origin_path.is_empty() { "(none)" } else { &origin.origin_path },
+                if origin.origin_path.is_empty() {
+                    "(none)"
+                } else {
+                    &origin.origin_path
+                },
                 origin_prefix
             ),
             Some(format!(
@@ -668,7 +744,11 @@ pub fn check_api_base(stage: &Stage, config_json: &Lookup<Vec<u8>>, region: &str
             return Check::fail(
                 CONFIG_API_BASE,
                 format!("cannot read {location}: {e}"),
-                Some(format!("grant s3:GetObject on arn:aws:s3:::{}/{} to the credentials in use", stage.bucket, config_key(stage))),
+                Some(format!(
+                    "grant s3:GetObject on arn:aws:s3:::{}/{} to the credentials in use",
+                    stage.bucket,
+                    config_key(stage)
+                )),
             );
         }
     };
@@ -704,13 +784,17 @@ pub fn check_api_base(stage: &Stage, config_json: &Lookup<Vec<u8>>, region: &str
     } else if let Some(expected) = &expected
         && deployed != *expected
     {
-        problems.push(format!("so the deployed config.json (apiBase {deployed}) calls another API"));
+        problems.push(format!(
+            "so the deployed config.json (apiBase {deployed}) calls another API"
+        ));
     }
     if problems.is_empty() {
         Check::pass(
             CONFIG_API_BASE,
             match expected {
-                Some(_) => format!("config.json sends the front end to {deployed}, the API stage's URL"),
+                Some(_) => {
+                    format!("config.json sends the front end to {deployed}, the API stage's URL")
+                }
                 None => format!("config.json sends the front end to {deployed}, as configured"),
             },
         )
@@ -768,7 +852,8 @@ mod tests {
     }
 
     fn policy(statements: Vec<serde_json::Value>) -> String {
-        serde_json::json!({"Version": "2012-10-17", "Id": "default", "Statement": statements}).to_string()
+        serde_json::json!({"Version": "2012-10-17", "Id": "default", "Statement": statements})
+            .to_string()
     }
 
     fn good_policy() -> String {
@@ -783,7 +868,9 @@ mod tests {
             stage: stage(),
             region: REGION.into(),
             api: Some(ApiFacts {
-                gateway: Ok(GatewayStage::Found([("lambdaAlias".to_owned(), "PROD".to_owned())].into())),
+                gateway: Ok(GatewayStage::Found(
+                    [("lambdaAlias".to_owned(), "PROD".to_owned())].into(),
+                )),
                 function: Lookup::Found(FunctionInfo {
                     arn: FN_ARN.into(),
                     code_sha256: None,
@@ -797,7 +884,10 @@ mod tests {
                 origin_path: "/prod".into(),
             }])),
             config_json: Lookup::Found(
-                serde_json::to_vec(&serde_json::json!({"stage": "prod", "apiBase": api().url(REGION)})).unwrap(),
+                serde_json::to_vec(
+                    &serde_json::json!({"stage": "prod", "apiBase": api().url(REGION)}),
+                )
+                .unwrap(),
             ),
         }
     }
@@ -807,7 +897,11 @@ mod tests {
     }
 
     fn failed(r: &Report) -> Vec<&str> {
-        r.checks.iter().filter(|c| !c.ok).map(|c| c.name.as_str()).collect()
+        r.checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name.as_str())
+            .collect()
     }
 
     #[test]
@@ -816,7 +910,13 @@ mod tests {
         assert!(r.ok, "{:#?}", r.checks);
         assert_eq!(r.checks.len(), 5);
         assert!(r.checks.iter().all(|c| !c.skipped && c.problem.is_none()));
-        assert!(find(&r, LAMBDA_ALIAS).detail.as_deref().unwrap().contains("version 3"));
+        assert!(
+            find(&r, LAMBDA_ALIAS)
+                .detail
+                .as_deref()
+                .unwrap()
+                .contains("version 3")
+        );
     }
 
     #[test]
@@ -828,8 +928,21 @@ mod tests {
         f.origins = None;
         let r = report(&f);
         assert!(r.ok, "{:#?}", r.checks);
-        let skipped: Vec<&str> = r.checks.iter().filter(|c| c.skipped).map(|c| c.name.as_str()).collect();
-        assert_eq!(skipped, [API_STAGE, LAMBDA_ALIAS, INVOKE_PERMISSION, CLOUDFRONT_ORIGIN]);
+        let skipped: Vec<&str> = r
+            .checks
+            .iter()
+            .filter(|c| c.skipped)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                API_STAGE,
+                LAMBDA_ALIAS,
+                INVOKE_PERMISSION,
+                CLOUDFRONT_ORIGIN
+            ]
+        );
         // config.json is still compared with the configured api_base.
         assert!(!find(&r, CONFIG_API_BASE).skipped);
     }
@@ -837,14 +950,24 @@ mod tests {
     #[test]
     fn wrong_stage_variable_names_the_update_stage_command() {
         let mut f = facts();
-        f.api.as_mut().unwrap().gateway = Ok(GatewayStage::Found([("lambdaAlias".to_owned(), "DEV".to_owned())].into()));
+        f.api.as_mut().unwrap().gateway = Ok(GatewayStage::Found(
+            [("lambdaAlias".to_owned(), "DEV".to_owned())].into(),
+        ));
         let r = report(&f);
         assert_eq!(failed(&r), [API_STAGE]);
         let c = find(&r, API_STAGE);
-        assert!(c.problem.as_deref().unwrap().contains("lambdaAlias=DEV, not PROD"), "{c:?}");
+        assert!(
+            c.problem
+                .as_deref()
+                .unwrap()
+                .contains("lambdaAlias=DEV, not PROD"),
+            "{c:?}"
+        );
         assert_eq!(
             c.fix.as_deref(),
-            Some("aws apigateway update-stage --rest-api-id abc123 --stage-name prod --patch-operations op=replace,path=/variables/lambdaAlias,value=PROD")
+            Some(
+                "aws apigateway update-stage --rest-api-id abc123 --stage-name prod --patch-operations op=replace,path=/variables/lambdaAlias,value=PROD"
+            )
         );
     }
 
@@ -854,9 +977,19 @@ mod tests {
         let c = gw(GatewayStage::NoSuchStage);
         assert!(c.fix.as_deref().unwrap().starts_with("aws apigateway create-deployment --rest-api-id abc123 --stage-name prod --variables lambdaAlias=PROD"));
         let c = gw(GatewayStage::NoSuchApi);
-        assert!(c.problem.as_deref().unwrap().contains("rest_api_id"), "{c:?}");
+        assert!(
+            c.problem.as_deref().unwrap().contains("rest_api_id"),
+            "{c:?}"
+        );
         let c = gw(GatewayStage::Found(BTreeMap::new()));
-        assert!(!c.ok && c.problem.as_deref().unwrap().contains("no stage variable lambdaAlias"), "{c:?}");
+        assert!(
+            !c.ok
+                && c.problem
+                    .as_deref()
+                    .unwrap()
+                    .contains("no stage variable lambdaAlias"),
+            "{c:?}"
+        );
     }
 
     #[test]
@@ -865,7 +998,13 @@ mod tests {
         f.api.as_mut().unwrap().alias = Lookup::Missing;
         let r = report(&f);
         assert_eq!(failed(&r), [LAMBDA_ALIAS]);
-        assert!(find(&r, LAMBDA_ALIAS).fix.as_deref().unwrap().starts_with("aws lambda create-alias --function-name todo-api --name PROD"));
+        assert!(
+            find(&r, LAMBDA_ALIAS)
+                .fix
+                .as_deref()
+                .unwrap()
+                .starts_with("aws lambda create-alias --function-name todo-api --name PROD")
+        );
         assert!(find(&r, INVOKE_PERMISSION).skipped);
     }
 
@@ -902,7 +1041,10 @@ mod tests {
             "arn:aws:execute-api:us-east-1:123456789012:abc123/*",
         ] {
             let err = check(policy(vec![statement(&alias_arn, Some(other))])).unwrap_err();
-            assert!(err.contains("SourceArn") && err.contains(other), "{other}: {err}");
+            assert!(
+                err.contains("SourceArn") && err.contains(other),
+                "{other}: {err}"
+            );
         }
         // What does count: the alias ARN or a wildcard over the function, any of these source ARNs.
         for ok in [
@@ -911,7 +1053,11 @@ mod tests {
             "arn:aws:execute-api:*:123456789012:abc123/*/*/*",
             "arn:aws:execute-api:eu-west-1:123456789012:abc123/pro?/*",
         ] {
-            assert_eq!(check(policy(vec![statement(&alias_arn, Some(ok))])), Ok("apigateway-prod".into()), "{ok}");
+            assert_eq!(
+                check(policy(vec![statement(&alias_arn, Some(ok))])),
+                Ok("apigateway-prod".into()),
+                "{ok}"
+            );
         }
         assert!(check(policy(vec![statement(&format!("{FN_ARN}:*"), None)])).is_ok());
         // Deny, other principal, other action.
@@ -926,7 +1072,8 @@ mod tests {
         assert!(check(policy(vec![get])).is_err());
         // SourceAccount must be the function's account.
         let mut acct = statement(&alias_arn, None);
-        acct["Condition"] = serde_json::json!({"StringEquals": {"AWS:SourceAccount": "999999999999"}});
+        acct["Condition"] =
+            serde_json::json!({"StringEquals": {"AWS:SourceAccount": "999999999999"}});
         assert!(check(policy(vec![acct])).is_err());
     }
 
@@ -960,37 +1107,114 @@ mod tests {
             }])
         };
         let s = stage();
-        assert!(check_origin(&s, "EPROD", &origin("site.s3.amazonaws.com", "/prod"), REGION).ok);
-        assert!(check_origin(&s, "EPROD", &origin("site.s3.eu-west-1.amazonaws.com", ""), REGION).ok);
-        let c = check_origin(&s, "EPROD", &origin("site.s3.amazonaws.com", "/dev"), REGION);
-        assert!(!c.ok && c.problem.as_deref().unwrap().contains("origin path /dev"), "{c:?}");
-        assert!(c.fix.as_deref().unwrap().contains(r#".OriginPath) = "/prod""#), "{c:?}");
-        assert!(c.fix.as_deref().unwrap().contains("aws cloudfront update-distribution --id EPROD"), "{c:?}");
-        let c = check_origin(&s, "EPROD", &origin("other.s3.amazonaws.com", "/prod"), REGION);
-        assert!(!c.ok && c.problem.as_deref().unwrap().contains("bucket site"), "{c:?}");
+        assert!(
+            check_origin(
+                &s,
+                "EPROD",
+                &origin("site.s3.amazonaws.com", "/prod"),
+                REGION
+            )
+            .ok
+        );
+        assert!(
+            check_origin(
+                &s,
+                "EPROD",
+                &origin("site.s3.eu-west-1.amazonaws.com", ""),
+                REGION
+            )
+            .ok
+        );
+        let c = check_origin(
+            &s,
+            "EPROD",
+            &origin("site.s3.amazonaws.com", "/dev"),
+            REGION,
+        );
+        assert!(
+            !c.ok && c.problem.as_deref().unwrap().contains("origin path /dev"),
+            "{c:?}"
+        );
+        assert!(
+            c.fix
+                .as_deref()
+                .unwrap()
+                .contains(r#".OriginPath) = "/prod""#),
+            "{c:?}"
+        );
+        assert!(
+            c.fix
+                .as_deref()
+                .unwrap()
+                .contains("aws cloudfront update-distribution --id EPROD"),
+            "{c:?}"
+        );
+        let c = check_origin(
+            &s,
+            "EPROD",
+            &origin("other.s3.amazonaws.com", "/prod"),
+            REGION,
+        );
+        assert!(
+            !c.ok && c.problem.as_deref().unwrap().contains("bucket site"),
+            "{c:?}"
+        );
         let c = check_origin(&s, "EPROD", &Lookup::Missing, REGION);
-        assert!(!c.ok && c.problem.as_deref().unwrap().contains("does not exist"), "{c:?}");
+        assert!(
+            !c.ok && c.problem.as_deref().unwrap().contains("does not exist"),
+            "{c:?}"
+        );
     }
 
     #[test]
     fn api_base_says_which_side_differs() {
-        let json = |base: &str| Lookup::Found(serde_json::to_vec(&serde_json::json!({"apiBase": base})).unwrap());
+        let json = |base: &str| {
+            Lookup::Found(serde_json::to_vec(&serde_json::json!({"apiBase": base})).unwrap())
+        };
         let right = api().url(REGION);
         // Deployed differs from a correct configuration: redeploy.
         let c = check_api_base(&stage(), &json("https://old.example.com/"), REGION);
         assert!(!c.ok, "{c:?}");
-        assert!(c.problem.as_deref().unwrap().contains("deployed config.json has apiBase https://old.example.com,"), "{c:?}");
+        assert!(
+            c.problem
+                .as_deref()
+                .unwrap()
+                .contains("deployed config.json has apiBase https://old.example.com,"),
+            "{c:?}"
+        );
         assert_eq!(c.fix.as_deref(), Some("uploader --stage prod"));
         // The configuration is wrong (and was deployed): fix the file, then redeploy.
         let mut wrong = stage();
-        wrong.vars.insert("apiBase".into(), "https://abc123.execute-api.eu-west-1.amazonaws.com/dev".into());
-        let c = check_api_base(&wrong, &json("https://abc123.execute-api.eu-west-1.amazonaws.com/dev"), REGION);
-        assert!(c.problem.as_deref().unwrap().contains(&format!("but the API stage's URL is {right}")), "{c:?}");
-        assert!(c.fix.as_deref().unwrap().starts_with(&format!("set api_base = \"{right}\"")), "{c:?}");
+        wrong.vars.insert(
+            "apiBase".into(),
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/dev".into(),
+        );
+        let c = check_api_base(
+            &wrong,
+            &json("https://abc123.execute-api.eu-west-1.amazonaws.com/dev"),
+            REGION,
+        );
+        assert!(
+            c.problem
+                .as_deref()
+                .unwrap()
+                .contains(&format!("but the API stage's URL is {right}")),
+            "{c:?}"
+        );
+        assert!(
+            c.fix
+                .as_deref()
+                .unwrap()
+                .starts_with(&format!("set api_base = \"{right}\"")),
+            "{c:?}"
+        );
         // Trailing slashes do not matter; a missing file means: deploy.
         assert!(check_api_base(&stage(), &json(&format!("{right}/")), REGION).ok);
         let c = check_api_base(&stage(), &Lookup::Missing, REGION);
-        assert_eq!((c.ok, c.fix.as_deref()), (false, Some("uploader --stage prod")));
+        assert_eq!(
+            (c.ok, c.fix.as_deref()),
+            (false, Some("uploader --stage prod"))
+        );
     }
 
     #[test]

@@ -161,7 +161,9 @@ fn looks_like_hash(token: &str) -> bool {
     }
     let b = token.as_bytes();
     let digit = b.iter().any(u8::is_ascii_digit);
-    let hex = b.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
+    let hex = b
+        .iter()
+        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
     let hex_letter = b.iter().any(|c| (b'a'..=b'f').contains(c));
     let b64 = b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
     let upper = b.iter().any(u8::is_ascii_uppercase);
@@ -178,7 +180,10 @@ mod tests {
         assert_eq!(content_type("app_bg.wasm"), "application/wasm");
         assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
         assert_eq!(content_type("a/app.js"), "text/javascript; charset=utf-8");
-        assert_eq!(content_type("config.json"), "application/json; charset=utf-8");
+        assert_eq!(
+            content_type("config.json"),
+            "application/json; charset=utf-8"
+        );
         assert_eq!(content_type("logo.svg"), "image/svg+xml; charset=utf-8");
         assert_eq!(content_type("logo.PNG"), "image/png");
         assert_eq!(content_type("LICENSE"), "application/octet-stream");
@@ -213,7 +218,10 @@ mod tests {
         assert_eq!(rules.for_path("index.html").cache_control, NO_CACHE);
         assert_eq!(rules.for_path("docs/page.html").cache_control, NO_CACHE);
         assert_eq!(rules.for_path("config.json").cache_control, NO_CACHE);
-        assert_eq!(rules.for_path("app-1f2e3d4c5b6a7988.js").cache_control, IMMUTABLE);
+        assert_eq!(
+            rules.for_path("app-1f2e3d4c5b6a7988.js").cache_control,
+            IMMUTABLE
+        );
         assert_eq!(rules.for_path("robots.txt").cache_control, SHORT);
     }
 

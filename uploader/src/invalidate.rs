@@ -61,7 +61,11 @@ pub fn collapse(paths: Vec<String>, root_wildcard: &str) -> Vec<String> {
     if paths.len() <= MAX_PATHS {
         return paths;
     }
-    let max_depth = paths.iter().map(|p| p.matches('/').count()).max().unwrap_or(1);
+    let max_depth = paths
+        .iter()
+        .map(|p| p.matches('/').count())
+        .max()
+        .unwrap_or(1);
     for depth in (1..max_depth).rev() {
         let mut out: Vec<String> = paths
             .iter()
@@ -103,10 +107,21 @@ mod tests {
 
     #[test]
     fn hashed_files_need_none_index_adds_its_directory() {
-        let changed = ["index.html", "app-1f2e3d4c5b6a7988.js", "docs/index.html", "robots.txt"];
+        let changed = [
+            "index.html",
+            "app-1f2e3d4c5b6a7988.js",
+            "docs/index.html",
+            "robots.txt",
+        ];
         assert_eq!(
             paths(changed.into_iter(), "dev/", "/dev"),
-            ["/", "/docs/", "/docs/index.html", "/index.html", "/robots.txt"]
+            [
+                "/",
+                "/docs/",
+                "/docs/index.html",
+                "/index.html",
+                "/robots.txt"
+            ]
         );
     }
 
@@ -141,10 +156,15 @@ mod tests {
 
     #[test]
     fn over_the_limit_collapses_to_directory_wildcards_then_root() {
-        let many: Vec<String> = (0..4000).map(|i| format!("/docs/d{}/p{i}.html", i % 10)).collect();
+        let many: Vec<String> = (0..4000)
+            .map(|i| format!("/docs/d{}/p{i}.html", i % 10))
+            .collect();
         let c = collapse(many, "/*");
         assert_eq!(c.len(), 10, "{c:?}");
-        assert!(c.iter().all(|p| p.starts_with("/docs/d") && p.ends_with("/*")));
+        assert!(
+            c.iter()
+                .all(|p| p.starts_with("/docs/d") && p.ends_with("/*"))
+        );
 
         let spread: Vec<String> = (0..4000).map(|i| format!("/d{i}/p.html")).collect();
         assert_eq!(collapse(spread, "/dev/*"), ["/dev/*"]);

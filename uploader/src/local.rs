@@ -12,13 +12,17 @@ use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
-    #[error("{0} does not exist; build the site first (`trunk build --release`) or pass the right folder with --dist")]
+    #[error(
+        "{0} does not exist; build the site first (`trunk build --release`) or pass the right folder with --dist"
+    )]
     Missing(PathBuf),
     #[error("{0} is not a directory; pass the build output folder with --dist")]
     NotADirectory(PathBuf),
     #[error("{0} is empty; build the site first (`trunk build --release`)")]
     Empty(PathBuf),
-    #[error("{link} is a symlink to {target}, outside {root}; copy the file into the build output instead of linking it")]
+    #[error(
+        "{link} is a symlink to {target}, outside {root}; copy the file into the build output instead of linking it"
+    )]
     SymlinkEscapes {
         link: PathBuf,
         target: PathBuf,
@@ -62,14 +66,20 @@ pub fn scan(root: &Path) -> Result<Vec<LocalFile>, LocalError> {
     })?;
 
     let mut found = Vec::new();
-    for entry in walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name() {
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .sort_by_file_name()
+    {
         let entry = entry.map_err(|e| {
-            let path = e.path().map(Path::to_owned).unwrap_or_else(|| root.to_owned());
+            let path = e
+                .path()
+                .map(Path::to_owned)
+                .unwrap_or_else(|| root.to_owned());
             LocalError::Io {
                 path,
-                source: e.into_io_error().unwrap_or_else(|| {
-                    std::io::Error::other("symlink loop in the build output")
-                }),
+                source: e
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("symlink loop in the build output")),
             }
         })?;
         if entry.path_is_symlink() {
@@ -105,7 +115,9 @@ pub fn scan(root: &Path) -> Result<Vec<LocalFile>, LocalError> {
 
 /// Hashes files on every core: a no-op deploy of a large site is mostly this.
 fn hash_all(found: Vec<(String, PathBuf)>) -> Result<Vec<LocalFile>, LocalError> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(found.len().max(1));
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(found.len().max(1));
     let chunk = found.len().div_ceil(workers);
     std::thread::scope(|scope| {
         let handles: Vec<_> = found
@@ -193,7 +205,10 @@ mod tests {
         write(dir.path(), "a b/ü+&=.txt", b"");
         let files = scan(dir.path()).unwrap();
         let paths: Vec<_> = files.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(paths, [".well-known/security.txt", "a b/ü+&=.txt", "index.html"]);
+        assert_eq!(
+            paths,
+            [".well-known/security.txt", "a b/ü+&=.txt", "index.html"]
+        );
         assert_eq!(files[1].size, 0);
         assert_eq!(
             files[1].sha256,
@@ -205,7 +220,10 @@ mod tests {
     fn missing_and_empty_dist_are_explained() {
         let dir = tempfile::tempdir().unwrap();
         let err = scan(&dir.path().join("nope")).unwrap_err().to_string();
-        assert!(err.contains("does not exist") && err.contains("trunk build"), "{err}");
+        assert!(
+            err.contains("does not exist") && err.contains("trunk build"),
+            "{err}"
+        );
         let err = scan(dir.path()).unwrap_err().to_string();
         assert!(err.contains("is empty"), "{err}");
     }
@@ -220,8 +238,11 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("index.html"), dir.path().join("alias.html"))
             .unwrap();
         assert_eq!(scan(dir.path()).unwrap().len(), 2);
-        std::os::unix::fs::symlink(outside.path().join("secret.txt"), dir.path().join("leak.txt"))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.txt"),
+            dir.path().join("leak.txt"),
+        )
+        .unwrap();
         let err = scan(dir.path()).unwrap_err().to_string();
         assert!(err.contains("leak.txt") && err.contains("outside"), "{err}");
     }

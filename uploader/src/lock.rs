@@ -25,7 +25,9 @@ pub struct LockInfo {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("stage `{stage}` is locked by another run ({operation} by {holder}, since {since}s ago, expires in {left}s); wait for it to finish, or, if that run crashed, retry after the lock expires")]
+    #[error(
+        "stage `{stage}` is locked by another run ({operation} by {holder}, since {since}s ago, expires in {left}s); wait for it to finish, or, if that run crashed, retry after the lock expires"
+    )]
     Held {
         stage: String,
         operation: String,

@@ -30,7 +30,12 @@ struct Cli {
 #[derive(Args, Debug)]
 struct Global {
     /// The stage configuration file.
-    #[arg(long, global = true, env = "UPLOADER_CONFIG", default_value = "uploader.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "UPLOADER_CONFIG",
+        default_value = "uploader.toml"
+    )]
     config: PathBuf,
     /// Result format on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
@@ -197,7 +202,11 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(output: Output) {
-    let default = if output == Output::Json { "warn" } else { "info" };
+    let default = if output == Output::Json {
+        "warn"
+    } else {
+        "info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("UPLOADER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
@@ -231,9 +240,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Rollback(args)) => {
             let stage = load_stage(&global, &args.stage)?;
             let clients = Clients::load(global.attempts).await;
-            let report = release::rollback(&clients, &stage, args.to.as_deref(), &args.run.options(&global))
-                .await
-                .with_context(|| format!("rollback of stage `{}` failed", stage.name))?;
+            let report = release::rollback(
+                &clients,
+                &stage,
+                args.to.as_deref(),
+                &args.run.options(&global),
+            )
+            .await
+            .with_context(|| format!("rollback of stage `{}` failed", stage.name))?;
             print_report(&global, &report)
         }
         Some(Command::Releases(args)) => {
@@ -296,7 +310,11 @@ fn print_doctor(global: &Global, report: &doctor::Report) -> anyhow::Result<()> 
                 None => println!("{tag} {}", c.name),
             }
         } else {
-            println!("FAIL {}: {}", c.name, c.problem.as_deref().unwrap_or("failed"));
+            println!(
+                "FAIL {}: {}",
+                c.name,
+                c.problem.as_deref().unwrap_or("failed")
+            );
             if let Some(fix) = &c.fix {
                 println!("     fix: {fix}");
             }
@@ -312,10 +330,14 @@ fn load_stage(global: &Global, name: &str) -> anyhow::Result<uploader::config::S
 
 async fn run_deploy(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
     let Some(name) = args.stage else {
-        return Err(uploader::Error::Config(uploader::config::ConfigError::Parse {
-            path: global.config.clone(),
-            message: "no stage given; run `uploader --stage <name>` (for example `--stage dev`)".into(),
-        }))
+        return Err(uploader::Error::Config(
+            uploader::config::ConfigError::Parse {
+                path: global.config.clone(),
+                message:
+                    "no stage given; run `uploader --stage <name>` (for example `--stage dev`)"
+                        .into(),
+            },
+        ))
         .context("nothing to deploy");
     };
     let stage = load_stage(global, &name)?;
@@ -355,7 +377,10 @@ fn print_report(global: &Global, report: &Report) -> anyhow::Result<()> {
         }
     }
     if let Some(l) = &report.lambda {
-        let was = l.previous_version.as_deref().map_or("no alias".to_owned(), |v| format!("was {v}"));
+        let was = l
+            .previous_version
+            .as_deref()
+            .map_or("no alias".to_owned(), |v| format!("was {v}"));
         let to = match (&l.version, l.published) {
             (Some(v), true) => format!("version {v} (from $LATEST)"),
             (Some(v), false) => format!("version {v}"),
@@ -387,13 +412,33 @@ fn print_report(global: &Global, report: &Report) -> anyhow::Result<()> {
             .filter(|p| **p != report.release)
             .map(|p| format!(", was {p}"))
             .unwrap_or_default(),
-        if report.dry_run { report.plan.uploads().count() } else { report.uploaded },
-        if report.dry_run { report.plan.header_updates().count() } else { report.updated },
+        if report.dry_run {
+            report.plan.uploads().count()
+        } else {
+            report.uploaded
+        },
+        if report.dry_run {
+            report.plan.header_updates().count()
+        } else {
+            report.updated
+        },
         report.unchanged,
-        if report.dry_run { report.plan.deletes.len() } else { report.deleted },
-        if report.dry_run { report.plan.bytes() } else { report.bytes },
+        if report.dry_run {
+            report.plan.deletes.len()
+        } else {
+            report.deleted
+        },
+        if report.dry_run {
+            report.plan.bytes()
+        } else {
+            report.bytes
+        },
         report.seconds,
-        if report.repaired > 0 { format!(", repaired {}", report.repaired) } else { String::new() },
+        if report.repaired > 0 {
+            format!(", repaired {}", report.repaired)
+        } else {
+            String::new()
+        },
         report
             .invalidation
             .as_ref()
@@ -463,9 +508,21 @@ async fn run_status(global: &Global) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for name in names {
         let row = match config.stage(&name) {
-            Err(e) => StatusRow { stage: name, release: None, since: None, action: None, error: Some(e.to_string()) },
+            Err(e) => StatusRow {
+                stage: name,
+                release: None,
+                since: None,
+                action: None,
+                error: Some(e.to_string()),
+            },
             Ok(stage) => match release::history(&clients, &stage).await {
-                Err(e) => StatusRow { stage: name, release: None, since: None, action: None, error: Some(e.to_string()) },
+                Err(e) => StatusRow {
+                    stage: name,
+                    release: None,
+                    since: None,
+                    action: None,
+                    error: Some(e.to_string()),
+                },
                 Ok(h) => {
                     let last = h.entries.first();
                     StatusRow {
@@ -505,7 +562,12 @@ async fn run_preview(global: &Global, args: PreviewArgs) -> anyhow::Result<()> {
     let bucket = uploader::store::Bucket::new(clients.s3.clone(), &stage.bucket);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
-        .with_context(|| format!("cannot listen on 127.0.0.1:{}; pick another --port", args.port))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on 127.0.0.1:{}; pick another --port",
+                args.port
+            )
+        })?;
     let addr = listener.local_addr()?;
     tracing::info!(stage = %stage.name, bucket = %stage.bucket, prefix = %stage.prefix, "preview serving");
     // The URL is the command's result: the one line on stdout.

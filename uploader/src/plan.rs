@@ -120,17 +120,23 @@ pub struct Plan {
 /// The plan was refused before anything was written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("the plan deletes {count} objects, more than --max-delete {max}; nothing was written. Check that --dist is the right folder, or rerun with --max-delete {count}")]
+    #[error(
+        "the plan deletes {count} objects, more than --max-delete {max}; nothing was written. Check that --dist is the right folder, or rerun with --max-delete {count}"
+    )]
     TooManyDeletes { count: usize, max: usize },
 }
 
 impl Plan {
     pub fn uploads(&self) -> impl Iterator<Item = &Action> {
-        self.writes.iter().filter(|a| matches!(a.write, Write::Put { .. }))
+        self.writes
+            .iter()
+            .filter(|a| matches!(a.write, Write::Put { .. }))
     }
 
     pub fn header_updates(&self) -> impl Iterator<Item = &Action> {
-        self.writes.iter().filter(|a| matches!(a.write, Write::Headers))
+        self.writes
+            .iter()
+            .filter(|a| matches!(a.write, Write::Headers))
     }
 
     /// Bytes that will be sent or copied.
@@ -385,14 +391,29 @@ mod tests {
                 "index.html",
             ]
         );
-        let phases: Vec<_> = plan.phases().into_iter().map(|(p, v)| (p, v.len())).collect();
-        assert_eq!(phases, [(Phase::Immutable, 2), (Phase::Other, 1), (Phase::EntryPoint, 3)]);
+        let phases: Vec<_> = plan
+            .phases()
+            .into_iter()
+            .map(|(p, v)| (p, v.len()))
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                (Phase::Immutable, 2),
+                (Phase::Other, 1),
+                (Phase::EntryPoint, 3)
+            ]
+        );
         assert!(plan.preserves.is_empty() && plan.deletes.is_empty());
     }
 
     #[test]
     fn unchanged_files_cost_nothing_and_header_only_changes_skip_the_body() {
-        let (_, state) = apply(&StageState::empty("dev"), vec![want("a.txt", "1"), want("b.txt", "2")], "r1");
+        let (_, state) = apply(
+            &StageState::empty("dev"),
+            vec![want("a.txt", "1"), want("b.txt", "2")],
+            "r1",
+        );
         let (noop, _) = apply(&state, vec![want("a.txt", "1"), want("b.txt", "2")], "r1");
         assert!(noop.is_noop(), "{noop:?}");
         assert_eq!(noop.unchanged, 2);
@@ -407,13 +428,29 @@ mod tests {
 
     #[test]
     fn overwrites_preserve_the_old_content_once() {
-        let (_, s1) = apply(&StageState::empty("dev"), vec![want("index.html", "old")], "r1");
+        let (_, s1) = apply(
+            &StageState::empty("dev"),
+            vec![want("index.html", "old")],
+            "r1",
+        );
         let (p2, s2) = apply(&s1, vec![want("index.html", "new")], "r2");
-        assert_eq!(p2.preserves, [Preserve { path: "index.html".into(), sha256: "old".into() }]);
+        assert_eq!(
+            p2.preserves,
+            [Preserve {
+                path: "index.html".into(),
+                sha256: "old".into()
+            }]
+        );
         assert_eq!(s2.blobs["old"], "r1");
         // Back to "old" (a rollback): "new" is preserved, "old" already is.
         let (p3, _) = apply(&s2, vec![want("index.html", "old")], "r1");
-        assert_eq!(p3.preserves, [Preserve { path: "index.html".into(), sha256: "new".into() }]);
+        assert_eq!(
+            p3.preserves,
+            [Preserve {
+                path: "index.html".into(),
+                sha256: "new".into()
+            }]
+        );
     }
 
     #[test]
@@ -438,7 +475,10 @@ mod tests {
     fn too_many_deletes_refuse_the_whole_plan() {
         let many: Vec<_> = (0..5).map(|i| want(&format!("f{i}.txt"), "x")).collect();
         let (_, s1) = apply(&StageState::empty("dev"), many, "r1");
-        let opts = PlanOptions { retain: 0, max_delete: 3 };
+        let opts = PlanOptions {
+            retain: 0,
+            max_delete: 3,
+        };
         let err = plan(vec![want("index.html", "y")], &s1, "r2", opts).unwrap_err();
         assert_eq!(err, Refusal::TooManyDeletes { count: 5, max: 3 });
         assert!(err.to_string().contains("--max-delete 5"));

@@ -103,7 +103,10 @@ mod tests {
     #[test]
     fn keys_for_paths() {
         assert_eq!(key_for("dev/", "/").as_deref(), Some("dev/index.html"));
-        assert_eq!(key_for("dev/", "/docs/").as_deref(), Some("dev/docs/index.html"));
+        assert_eq!(
+            key_for("dev/", "/docs/").as_deref(),
+            Some("dev/docs/index.html")
+        );
         assert_eq!(key_for("", "/app.js").as_deref(), Some("app.js"));
         assert_eq!(
             key_for("dev/", "/a%20b/%C3%BC+.txt").as_deref(),

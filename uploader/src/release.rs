@@ -30,7 +30,9 @@ use crate::{Error, deploy};
 pub enum ReleaseError {
     #[error("stage `{0}` has no release yet; deploy it first with `uploader --stage {0}`")]
     NothingDeployed(String),
-    #[error("stage `{stage}` has no release `{release}`; its releases are: {known} (see `uploader releases --stage {stage}`)")]
+    #[error(
+        "stage `{stage}` has no release `{release}`; its releases are: {known} (see `uploader releases --stage {stage}`)"
+    )]
     UnknownRelease {
         stage: String,
         release: String,
@@ -38,17 +40,25 @@ pub enum ReleaseError {
     },
     #[error("stage `{0}` has no earlier release to roll back to")]
     NoPrevious(String),
-    #[error("release `{release}` of stage `{stage}` is missing its record ({key}); run `uploader --stage {stage} --verify` or pick another release")]
+    #[error(
+        "release `{release}` of stage `{stage}` is missing its record ({key}); run `uploader --stage {stage} --verify` or pick another release"
+    )]
     MissingRecord {
         stage: String,
         release: String,
         key: String,
     },
-    #[error("stage `{stage}` changed behind the uploader's back ({path} differs from its manifest); run `uploader --stage {stage} --verify` first")]
+    #[error(
+        "stage `{stage}` changed behind the uploader's back ({path} differs from its manifest); run `uploader --stage {stage} --verify` first"
+    )]
     Drifted { stage: String, path: String },
-    #[error("stage `{stage}` is mid-way through a run that did not finish; deploy it again (`uploader --stage {stage}`) before promoting from it")]
+    #[error(
+        "stage `{stage}` is mid-way through a run that did not finish; deploy it again (`uploader --stage {stage}`) before promoting from it"
+    )]
     Unfinished { stage: String },
-    #[error("the files of release `{release}` are no longer kept on stage `{stage}` (missing: {missing}); only the last retained releases can be restored. Deploy that build again instead")]
+    #[error(
+        "the files of release `{release}` are no longer kept on stage `{stage}` (missing: {missing}); only the last retained releases can be restored. Deploy that build again instead"
+    )]
     NotRetained {
         stage: String,
         release: String,
@@ -56,7 +66,9 @@ pub enum ReleaseError {
     },
     #[error("`{0}` is not a preview stage; destroying it needs --force")]
     NotPreview(String),
-    #[error("stage `{0}` has no key prefix, so destroying it would empty the whole bucket; refusing")]
+    #[error(
+        "stage `{0}` has no key prefix, so destroying it would empty the whole bucket; refusing"
+    )]
     NoPrefix(String),
     #[error("cannot promote stage `{0}` onto itself")]
     SameStage(String),
@@ -103,7 +115,12 @@ async fn read_release(bucket: &Bucket, stage: &Stage, id: &str) -> Result<Releas
 /// function and both aliases are checked before anything is written; the order of the
 /// writes and what a failure leaves are described at [`with_alias`]. When only one of
 /// the stages has an `[api]` section the front end is promoted alone (with a warning).
-pub async fn promote(clients: &Clients, from: &Stage, to: &Stage, opts: &RunOptions) -> Result<Report, Error> {
+pub async fn promote(
+    clients: &Clients,
+    from: &Stage,
+    to: &Stage,
+    opts: &RunOptions,
+) -> Result<Report, Error> {
     if from.name == to.name {
         return Err(ReleaseError::SameStage(from.name.clone()).into());
     }
@@ -130,9 +147,15 @@ pub async fn promote(clients: &Clients, from: &Stage, to: &Stage, opts: &RunOpti
         None
     } else {
         Some(
-            Lock::acquire(&src_bucket, Keys::new(&from.name).lock(), &from.name, "promote (source)", opts.lock_ttl)
-                .await
-                .map_err(|e| Error::Locked(e.to_string()))?,
+            Lock::acquire(
+                &src_bucket,
+                Keys::new(&from.name).lock(),
+                &from.name,
+                "promote (source)",
+                opts.lock_ttl,
+            )
+            .await
+            .map_err(|e| Error::Locked(e.to_string()))?,
         )
     };
     let result = promote_locked(clients, &src_bucket, from, to, alias_move, opts).await;
@@ -154,7 +177,10 @@ async fn promote_locked(
 ) -> Result<Report, Error> {
     let state = read_state(src_bucket, from).await?;
     if state.in_progress.is_some() {
-        return Err(ReleaseError::Unfinished { stage: from.name.clone() }.into());
+        return Err(ReleaseError::Unfinished {
+            stage: from.name.clone(),
+        }
+        .into());
     }
     let id = state
         .current
@@ -220,7 +246,12 @@ async fn promote_locked(
 ///
 /// The front end keeps at least one previous release's files (`--retain` is raised to
 /// 1), so step 4 can always go back.
-async fn with_alias(clients: &Clients, mut target: Target<'_>, mv: AliasMove, opts: &RunOptions) -> Result<Report, Error> {
+async fn with_alias(
+    clients: &Clients,
+    mut target: Target<'_>,
+    mv: AliasMove,
+    opts: &RunOptions,
+) -> Result<Report, Error> {
     let stage = target.stage;
     let opts = &RunOptions {
         retain: opts.retain.max(1),
@@ -235,9 +266,15 @@ async fn with_alias(clients: &Clients, mut target: Target<'_>, mv: AliasMove, op
         return Ok(report);
     }
     let bucket = Bucket::new(clients.s3.clone(), &stage.bucket);
-    let lock = Lock::acquire(&bucket, Keys::new(&stage.name).lock(), &stage.name, &target.action, opts.lock_ttl)
-        .await
-        .map_err(apply::lock_error)?;
+    let lock = Lock::acquire(
+        &bucket,
+        Keys::new(&stage.name).lock(),
+        &stage.name,
+        &target.action,
+        opts.lock_ttl,
+    )
+    .await
+    .map_err(apply::lock_error)?;
     let result = with_alias_locked(clients, target, &mv, opts).await;
     if let Err(e) = lock.release().await {
         tracing::warn!(stage = %stage.name, "could not release the lock (it will expire): {e}");
@@ -278,7 +315,9 @@ async fn with_alias_locked(
             .point_alias(&mv.function, &mv.alias, &version, current.is_some())
             .await
         {
-            return Err(restore_front_end(clients, stage, &report, mv, current, &version, e, opts).await);
+            return Err(
+                restore_front_end(clients, stage, &report, mv, current, &version, e, opts).await,
+            );
         }
         lambda_report.moved = true;
         tracing::info!(function = %mv.function, alias = %mv.alias, version = %version, was = ?current, "alias moved");
@@ -355,7 +394,12 @@ async fn restore_front_end(
 /// handling of [`with_alias`]. A release that went live before the stage had an
 /// `[api]` section has no recorded version: its front end is restored and the alias is
 /// left where it is, with a warning.
-pub async fn rollback(clients: &Clients, stage: &Stage, to: Option<&str>, opts: &RunOptions) -> Result<Report, Error> {
+pub async fn rollback(
+    clients: &Clients,
+    stage: &Stage,
+    to: Option<&str>,
+    opts: &RunOptions,
+) -> Result<Report, Error> {
     let (desired, release, version) = rollback_target(clients, stage, to).await?;
     let release_id = release.id.clone();
     let target = Target {
@@ -421,7 +465,10 @@ async fn rollback_target(
     let mut missing = Vec::new();
     for (path, file) in &release.files {
         let source = if state.blobs.contains_key(&file.sha256)
-            && state.objects.get(path).is_none_or(|o| o.sha256 != file.sha256)
+            && state
+                .objects
+                .get(path)
+                .is_none_or(|o| o.sha256 != file.sha256)
         {
             Some(keys.blob(&file.sha256))
         } else {
@@ -489,7 +536,12 @@ pub struct Destroyed {
 }
 
 /// `uploader destroy --stage pr-42`: removes a preview stage's files and records.
-pub async fn destroy(clients: &Clients, stage: &Stage, force: bool, opts: &RunOptions) -> Result<Destroyed, Error> {
+pub async fn destroy(
+    clients: &Clients,
+    stage: &Stage,
+    force: bool,
+    opts: &RunOptions,
+) -> Result<Destroyed, Error> {
     if !stage.preview && !force {
         return Err(ReleaseError::NotPreview(stage.name.clone()).into());
     }
@@ -498,7 +550,12 @@ pub async fn destroy(clients: &Clients, stage: &Stage, force: bool, opts: &RunOp
     }
     let bucket = Bucket::new(clients.s3.clone(), &stage.bucket);
     let keys = Keys::new(&stage.name);
-    let objects: Vec<String> = bucket.list(&stage.prefix).await?.into_iter().map(|l| l.key).collect();
+    let objects: Vec<String> = bucket
+        .list(&stage.prefix)
+        .await?
+        .into_iter()
+        .map(|l| l.key)
+        .collect();
     let records: Vec<String> = bucket
         .list(keys.root())
         .await?

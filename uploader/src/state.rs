@@ -177,7 +177,9 @@ impl StageState {
     /// The Lambda version recorded with what the stage serves now (see
     /// [`HistoryEntry::lambda_version`]).
     pub fn current_lambda_version(&self) -> Option<&str> {
-        self.history.last().and_then(|h| h.lambda_version.as_deref())
+        self.history
+            .last()
+            .and_then(|h| h.lambda_version.as_deref())
     }
 
     /// The Lambda version that was live with `release` most recently, if one was recorded.
@@ -226,7 +228,9 @@ pub fn now_rfc3339() -> String {
 /// Who runs this, when the environment says (CI systems and shells set these).
 pub fn actor() -> Option<String> {
     if let Ok(actor) = std::env::var("GITHUB_ACTOR") {
-        let run = std::env::var("GITHUB_RUN_ID").map(|r| format!(" (run {r})")).unwrap_or_default();
+        let run = std::env::var("GITHUB_RUN_ID")
+            .map(|r| format!(" (run {r})"))
+            .unwrap_or_default();
         return Some(format!("{actor} via GitHub Actions{run}"));
     }
     for var in ["UPLOADER_ACTOR", "USER", "USERNAME"] {
@@ -293,14 +297,22 @@ mod tests {
         assert_eq!(s.current_lambda_version(), None);
         assert_eq!(s.lambda_version_of("a"), None);
         for (r, v) in [("a", "1"), ("b", "2"), ("a", "3")] {
-            s.push_history(HistoryEntry { lambda_version: Some(v.into()), ..entry(r) });
+            s.push_history(HistoryEntry {
+                lambda_version: Some(v.into()),
+                ..entry(r)
+            });
         }
         assert_eq!(s.current_lambda_version(), Some("3"));
         assert_eq!(s.lambda_version_of("a"), Some("3"));
         assert_eq!(s.lambda_version_of("b"), Some("2"));
         let json = serde_json::to_value(&s.history[2]).unwrap();
         assert_eq!(json["lambdaVersion"], "1");
-        assert!(serde_json::to_value(entry("x")).unwrap().get("lambdaVersion").is_none());
+        assert!(
+            serde_json::to_value(entry("x"))
+                .unwrap()
+                .get("lambdaVersion")
+                .is_none()
+        );
     }
 
     #[test]

@@ -15,9 +15,13 @@ use crate::headers::Headers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("bucket `{bucket}` does not exist (or is in another account/region); create it, or fix `bucket` for this stage in the config file")]
+    #[error(
+        "bucket `{bucket}` does not exist (or is in another account/region); create it, or fix `bucket` for this stage in the config file"
+    )]
     NoSuchBucket { bucket: String },
-    #[error("access denied on {op} s3://{bucket}/{key}; the credentials in use need s3:{op} on this bucket (see the IAM policy in the README)")]
+    #[error(
+        "access denied on {op} s3://{bucket}/{key}; the credentials in use need s3:{op} on this bucket (see the IAM policy in the README)"
+    )]
     AccessDenied {
         op: &'static str,
         bucket: String,
@@ -41,7 +45,13 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Request { transient: true, .. })
+        matches!(
+            self,
+            StoreError::Request {
+                transient: true,
+                ..
+            }
+        )
     }
 }
 
@@ -225,7 +235,11 @@ impl Bucket {
             let mut number = 1;
             loop {
                 let mut buf = Vec::with_capacity(PART_SIZE as usize);
-                (&mut file).take(PART_SIZE).read_to_end(&mut buf).await.map_err(io)?;
+                (&mut file)
+                    .take(PART_SIZE)
+                    .read_to_end(&mut buf)
+                    .await
+                    .map_err(io)?;
                 if buf.is_empty() && number > 1 {
                     break;
                 }
@@ -258,7 +272,11 @@ impl Bucket {
                 .bucket(&self.name)
                 .key(key)
                 .upload_id(&upload_id)
-                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
                 .send()
                 .await
                 .map_err(|e| self.error("CompleteMultipartUpload", key, e))?;
@@ -306,7 +324,11 @@ impl Bucket {
     }
 
     /// Replaces an object's headers without sending its body again (a copy onto itself).
-    pub async fn update_headers(&self, key: &str, headers: &Headers) -> Result<Option<String>, StoreError> {
+    pub async fn update_headers(
+        &self,
+        key: &str,
+        headers: &Headers,
+    ) -> Result<Option<String>, StoreError> {
         self.copy_from(&self.name.clone(), key, key, headers).await
     }
 
@@ -368,7 +390,9 @@ impl Bucket {
                 .delete(delete)
                 .send()
                 .await
-                .map_err(|e| self.error("DeleteObjects", chunk.first().map_or("", String::as_str), e))?;
+                .map_err(|e| {
+                    self.error("DeleteObjects", chunk.first().map_or("", String::as_str), e)
+                })?;
             if let Some(err) = out.errors.unwrap_or_default().into_iter().next() {
                 return Err(StoreError::Request {
                     op: "DeleteObjects",
@@ -420,7 +444,12 @@ impl Bucket {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.error("ListObjectsV2", prefix, e))?;
-            out.extend(page.common_prefixes.unwrap_or_default().into_iter().filter_map(|p| p.prefix));
+            out.extend(
+                page.common_prefixes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|p| p.prefix),
+            );
         }
         Ok(out)
     }
@@ -447,14 +476,16 @@ impl Bucket {
             _ => {}
         }
         let transient = match &err {
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-                true
-            }
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => true,
             _ => {
                 status.is_some_and(|s| s >= 500)
                     || matches!(
                         code.as_deref(),
-                        Some("SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable")
+                        Some(
+                            "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable"
+                        )
                     )
             }
         };

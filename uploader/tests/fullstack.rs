@@ -88,7 +88,13 @@ impl Env {
             .send()
             .await
             .context("create function")?;
-        let v1 = lambda.publish_version().function_name(FUNCTION).send().await?.version.context("version")?;
+        let v1 = lambda
+            .publish_version()
+            .function_name(FUNCTION)
+            .send()
+            .await?
+            .version
+            .context("version")?;
         ensure!(v1 == "1", "first version is {v1}");
         for (alias, version) in [("DEV", "$LATEST"), ("PROD", "1")] {
             lambda
@@ -102,7 +108,13 @@ impl Env {
         }
 
         // The REST API: every path goes to the alias the stage variable names.
-        let api_id = apigw.create_rest_api().name("todo").send().await?.id.context("api id")?;
+        let api_id = apigw
+            .create_rest_api()
+            .name("todo")
+            .send()
+            .await?
+            .id
+            .context("api id")?;
         let root = apigw
             .get_resources()
             .rest_api_id(&api_id)
@@ -219,11 +231,19 @@ api_base = "{dev_url}"
     }
 
     fn api_url(&self, stage: &str) -> String {
-        format!("https://{}.execute-api.{}.amazonaws.com/{stage}", self.api_id, testkit::REGION)
+        format!(
+            "https://{}.execute-api.{}.amazonaws.com/{stage}",
+            self.api_id,
+            testkit::REGION
+        )
     }
 
     fn source_arn(&self) -> String {
-        format!("arn:aws:execute-api:{}:{ACCOUNT}:{}/*", testkit::REGION, self.api_id)
+        format!(
+            "arn:aws:execute-api:{}:{ACCOUNT}:{}/*",
+            testkit::REGION,
+            self.api_id
+        )
     }
 
     /// What `uploader doctor` tells you to run when the permission is missing.
@@ -249,11 +269,14 @@ api_base = "{dev_url}"
     fn uploader_env(&self, args: &[&str], env: &[(&str, &str)]) -> Result<Output> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_uploader"));
         testkit::with_aws_env(&mut cmd, &self.proxy.url);
-        cmd.env("REST_API_ID", &self.api_id).env_remove("PROD_API_BASE");
+        cmd.env("REST_API_ID", &self.api_id)
+            .env_remove("PROD_API_BASE");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.arg("--config").arg(self.dir.path().join("uploader.toml")).args(args);
+        cmd.arg("--config")
+            .arg(self.dir.path().join("uploader.toml"))
+            .args(args);
         if args.first().is_some_and(|a| a.starts_with("--stage")) {
             cmd.arg("--dist").arg(self.dist());
         }
@@ -348,7 +371,9 @@ api_base = "{dev_url}"
 /// names `version`: enough code for Lambda's control plane.
 fn code_zip(version: &str) -> Vec<u8> {
     let name = b"index.py";
-    let data = format!("def handler(event, context):\n    return {{'statusCode': 200, 'body': '{version}'}}\n");
+    let data = format!(
+        "def handler(event, context):\n    return {{'statusCode': 200, 'body': '{version}'}}\n"
+    );
     let data = data.as_bytes();
     let crc = crc32(data);
     let (size, name_len) = (data.len() as u32, name.len() as u16);
@@ -400,7 +425,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -416,8 +445,17 @@ fn write(root: &Path, rel: &str, body: &[u8]) -> Result<()> {
 /// A small trunk-like build whose content changes with `version`.
 fn build(dist: &Path, version: &str) -> Result<()> {
     let _ = std::fs::remove_dir_all(dist);
-    let hash = format!("{:0>16x}", version.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)));
-    write(dist, "index.html", format!("<script src=\"./app-{hash}.js\"></script> {version}").as_bytes())?;
+    let hash = format!(
+        "{:0>16x}",
+        version
+            .bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))
+    );
+    write(
+        dist,
+        "index.html",
+        format!("<script src=\"./app-{hash}.js\"></script> {version}").as_bytes(),
+    )?;
     write(dist, &format!("app-{hash}.js"), version.as_bytes())?;
     Ok(())
 }
@@ -437,8 +475,20 @@ async fn the_moto_setup_is_what_the_uploader_expects() -> Result<()> {
     ensure!(crc32(b"123456789") == 0xCBF4_3926, "crc32 check value");
     ensure!(env.alias("DEV").await? == "$LATEST");
     ensure!(env.alias("PROD").await? == "1");
-    let stage = env.apigw.get_stage().rest_api_id(&env.api_id).stage_name("prod").send().await?;
-    ensure!(stage.variables().and_then(|v| v.get("lambdaAlias")).map(String::as_str) == Some("PROD"));
+    let stage = env
+        .apigw
+        .get_stage()
+        .rest_api_id(&env.api_id)
+        .stage_name("prod")
+        .send()
+        .await?;
+    ensure!(
+        stage
+            .variables()
+            .and_then(|v| v.get("lambdaAlias"))
+            .map(String::as_str)
+            == Some("PROD")
+    );
     Ok(())
 }
 
@@ -451,8 +501,16 @@ async fn promote_publishes_a_version_and_moves_prod_with_the_front_end() -> Resu
 
     // Dry run: the plan names the alias move, nothing moves.
     let dry = env.ok(&["promote", "--from", "dev", "--to", "prod", "--dry-run"])?;
-    ensure!(dry.contains("[dry run] lambda     todo-api:PROD would move a version published from $LATEST, was 1"), "{dry}");
-    ensure!(env.versions().await? == ["$LATEST", "1"], "a dry run published");
+    ensure!(
+        dry.contains(
+            "[dry run] lambda     todo-api:PROD would move a version published from $LATEST, was 1"
+        ),
+        "{dry}"
+    );
+    ensure!(
+        env.versions().await? == ["$LATEST", "1"],
+        "a dry run published"
+    );
 
     let report = env.json(&["promote", "--from", "dev", "--to", "prod"])?;
     ensure!(
@@ -465,34 +523,68 @@ async fn promote_publishes_a_version_and_moves_prod_with_the_front_end() -> Resu
     ensure!(env.versions().await? == ["$LATEST", "1", "2"]);
     let release = report["release"].as_str().context("release")?.to_owned();
     let history = env.history("prod")?;
-    ensure!(history[0] == (release.clone(), "promote from dev".to_owned(), Some("2".to_owned())), "{history:?}");
+    ensure!(
+        history[0]
+            == (
+                release.clone(),
+                "promote from dev".to_owned(),
+                Some("2".to_owned())
+            ),
+        "{history:?}"
+    );
     let config: serde_json::Value = serde_json::from_str(&env.object("prod/config.json").await?)?;
     ensure!(config["apiBase"] == env.api_url("prod"), "{config}");
 
     // Promote again with no code change: Lambda (and moto) hand back version 2 instead
     // of publishing a 3rd, the alias is already there, nothing is recorded.
     let again = env.json(&["promote", "--from", "dev", "--to", "prod"])?;
-    ensure!(again["lambda"]["version"] == "2" && again["lambda"]["moved"] == false, "{again:#}");
-    ensure!(env.versions().await? == ["$LATEST", "1", "2"], "published again without a change");
-    ensure!(env.history("prod")?.len() == history.len(), "a no-op promote was recorded");
+    ensure!(
+        again["lambda"]["version"] == "2" && again["lambda"]["moved"] == false,
+        "{again:#}"
+    );
+    ensure!(
+        env.versions().await? == ["$LATEST", "1", "2"],
+        "published again without a change"
+    );
+    ensure!(
+        env.history("prod")?.len() == history.len(),
+        "a no-op promote was recorded"
+    );
 
     // A Lambda-only change (same front end) is promoted and recorded too.
     env.deploy_code("v3").await?;
     let text = env.ok(&["promote", "--from", "dev", "--to", "prod"])?;
-    ensure!(text.contains("lambda     todo-api:PROD moved version 3 (from $LATEST), was 2"), "{text}");
+    ensure!(
+        text.contains("lambda     todo-api:PROD moved version 3 (from $LATEST), was 2"),
+        "{text}"
+    );
     let history = env.history("prod")?;
-    ensure!(history[0] == (release, "promote from dev".to_owned(), Some("3".to_owned())), "{history:?}");
+    ensure!(
+        history[0] == (release, "promote from dev".to_owned(), Some("3".to_owned())),
+        "{history:?}"
+    );
 
     // A source alias on a numbered version hands that very version on: nothing is
     // published, the target alias moves to it.
-    env.lambda.update_alias().function_name(FUNCTION).name("DEV").function_version("2").send().await?;
+    env.lambda
+        .update_alias()
+        .function_name(FUNCTION)
+        .name("DEV")
+        .function_version("2")
+        .send()
+        .await?;
     let pinned = env.json(&["promote", "--from", "dev", "--to", "prod"])?;
     ensure!(
-        pinned["lambda"]["version"] == "2" && pinned["lambda"]["published"] == false && pinned["lambda"]["moved"] == true,
+        pinned["lambda"]["version"] == "2"
+            && pinned["lambda"]["published"] == false
+            && pinned["lambda"]["moved"] == true,
         "{pinned:#}"
     );
     ensure!(env.alias("PROD").await? == "2");
-    ensure!(env.versions().await? == ["$LATEST", "1", "2", "3"], "published from a numbered alias");
+    ensure!(
+        env.versions().await? == ["$LATEST", "1", "2", "3"],
+        "published from a numbered alias"
+    );
     Ok(())
 }
 
@@ -516,16 +608,28 @@ async fn rollback_restores_the_alias_together_with_the_front_end() -> Result<()>
 
     let back = env.json(&["rollback", "--stage", "prod"])?;
     ensure!(back["release"] == r1.as_str(), "{back:#}");
-    ensure!(back["lambda"]["version"] == "2" && back["lambda"]["previousVersion"] == "3", "{back:#}");
-    ensure!(env.alias("PROD").await? == "2", "the alias was not rolled back");
-    ensure!(env.object("prod/index.html").await?.contains("v1"), "the front end was not rolled back");
+    ensure!(
+        back["lambda"]["version"] == "2" && back["lambda"]["previousVersion"] == "3",
+        "{back:#}"
+    );
+    ensure!(
+        env.alias("PROD").await? == "2",
+        "the alias was not rolled back"
+    );
+    ensure!(
+        env.object("prod/index.html").await?.contains("v1"),
+        "the front end was not rolled back"
+    );
     ensure!(env.history("prod")?[0] == (r1, "rollback".to_owned(), Some("2".to_owned())));
 
     // And forward again, by name.
     env.ok(&["rollback", "--stage", "prod", "--to", &r2])?;
     ensure!(env.alias("PROD").await? == "3");
     ensure!(env.object("prod/index.html").await?.contains("v2"));
-    ensure!(env.versions().await? == ["$LATEST", "1", "2", "3"], "a rollback published");
+    ensure!(
+        env.versions().await? == ["$LATEST", "1", "2", "3"],
+        "a rollback published"
+    );
     Ok(())
 }
 
@@ -544,24 +648,72 @@ async fn a_failing_side_leaves_both_sides_on_the_old_release() -> Result<()> {
 
     // The front end fails: the alias is not touched.
     env.proxy.fail_writes_to(&format!("/{BUCKET}/prod/"));
-    let out = env.uploader(&["promote", "--from", "dev", "--to", "prod", "--attempts", "1"])?;
+    let out = env.uploader(&[
+        "promote",
+        "--from",
+        "dev",
+        "--to",
+        "prod",
+        "--attempts",
+        "1",
+    ])?;
     env.proxy.heal();
-    ensure!(out.status.code() == Some(4), "{:?} {}", out.status, stderr(&out));
-    ensure!(env.alias("PROD").await? == "2", "the alias moved although the front end failed");
+    ensure!(
+        out.status.code() == Some(4),
+        "{:?} {}",
+        out.status,
+        stderr(&out)
+    );
+    ensure!(
+        env.alias("PROD").await? == "2",
+        "the alias moved although the front end failed"
+    );
 
     // Moving the alias fails: the front end goes back to the previous release.
     env.proxy.fail_writes_to("/aliases/PROD");
-    let out = env.uploader(&["promote", "--from", "dev", "--to", "prod", "--attempts", "1"])?;
+    let out = env.uploader(&[
+        "promote",
+        "--from",
+        "dev",
+        "--to",
+        "prod",
+        "--attempts",
+        "1",
+    ])?;
     env.proxy.heal();
-    ensure!(out.status.code() == Some(4), "{:?} {}", out.status, stderr(&out));
+    ensure!(
+        out.status.code() == Some(4),
+        "{:?} {}",
+        out.status,
+        stderr(&out)
+    );
     let err = stderr(&out);
-    ensure!(err.contains("both sides are on the old release") && err.contains(&r1), "{err}");
+    ensure!(
+        err.contains("both sides are on the old release") && err.contains(&r1),
+        "{err}"
+    );
     ensure!(env.alias("PROD").await? == "2", "the alias moved");
-    ensure!(env.object("prod/index.html").await?.contains("v1"), "the front end was not put back");
+    ensure!(
+        env.object("prod/index.html").await?.contains("v1"),
+        "the front end was not put back"
+    );
     let history = env.history("prod")?;
-    ensure!(history[0] == (r1.clone(), "rollback (alias move failed)".to_owned(), Some("2".to_owned())), "{history:?}");
+    ensure!(
+        history[0]
+            == (
+                r1.clone(),
+                "rollback (alias move failed)".to_owned(),
+                Some("2".to_owned())
+            ),
+        "{history:?}"
+    );
     let status = env.ok(&["status"])?;
-    ensure!(status.lines().any(|l| l.starts_with("prod") && l.contains(&r1)), "{status}");
+    ensure!(
+        status
+            .lines()
+            .any(|l| l.starts_with("prod") && l.contains(&r1)),
+        "{status}"
+    );
 
     // Healed, the same command goes through (the version published by the failed run is reused).
     env.ok(&["promote", "--from", "dev", "--to", "prod"])?;
@@ -576,19 +728,50 @@ async fn a_missing_source_alias_stops_the_promote_before_any_write() -> Result<(
     let env = Env::start().await?;
     build(&env.dist(), "v1")?;
     env.ok(&["--stage", "dev"])?;
-    env.lambda.delete_alias().function_name(FUNCTION).name("DEV").send().await?;
+    env.lambda
+        .delete_alias()
+        .function_name(FUNCTION)
+        .name("DEV")
+        .send()
+        .await?;
     env.proxy.reset();
     let out = env.uploader(&["promote", "--from", "dev", "--to", "prod"])?;
-    ensure!(out.status.code() == Some(3), "{:?} {}", out.status, stderr(&out));
+    ensure!(
+        out.status.code() == Some(3),
+        "{:?} {}",
+        out.status,
+        stderr(&out)
+    );
     ensure!(stderr(&out).contains("alias `DEV`"), "{}", stderr(&out));
-    ensure!(env.proxy.writes().is_empty(), "wrote: {:?}", env.proxy.writes());
+    ensure!(
+        env.proxy.writes().is_empty(),
+        "wrote: {:?}",
+        env.proxy.writes()
+    );
 
     // A missing target alias is created instead.
-    env.lambda.create_alias().function_name(FUNCTION).name("DEV").function_version("$LATEST").send().await?;
-    env.lambda.delete_alias().function_name(FUNCTION).name("PROD").send().await?;
+    env.lambda
+        .create_alias()
+        .function_name(FUNCTION)
+        .name("DEV")
+        .function_version("$LATEST")
+        .send()
+        .await?;
+    env.lambda
+        .delete_alias()
+        .function_name(FUNCTION)
+        .name("PROD")
+        .send()
+        .await?;
     let report = env.json(&["promote", "--from", "dev", "--to", "prod"])?;
-    ensure!(report["lambda"]["previousVersion"].is_null() && report["lambda"]["moved"] == true, "{report:#}");
-    ensure!(env.alias("PROD").await? == "1", "PROD was not created on the unchanged code's version");
+    ensure!(
+        report["lambda"]["previousVersion"].is_null() && report["lambda"]["moved"] == true,
+        "{report:#}"
+    );
+    ensure!(
+        env.alias("PROD").await? == "1",
+        "PROD was not created on the unchanged code's version"
+    );
     Ok(())
 }
 
@@ -600,10 +783,24 @@ async fn doctor_finds_each_miswiring_with_its_fix_and_passes_a_correct_stage() -
     env.ok(&["promote", "--from", "dev", "--to", "prod"])?;
 
     let healthy = env.ok(&["doctor", "--stage", "prod"])?;
-    for check in ["api-stage", "lambda-alias", "invoke-permission", "cloudfront-origin", "config-api-base"] {
-        ensure!(healthy.lines().any(|l| l.starts_with(&format!("ok   {check}: "))), "{check}: {healthy}");
+    for check in [
+        "api-stage",
+        "lambda-alias",
+        "invoke-permission",
+        "cloudfront-origin",
+        "config-api-base",
+    ] {
+        ensure!(
+            healthy
+                .lines()
+                .any(|l| l.starts_with(&format!("ok   {check}: "))),
+            "{check}: {healthy}"
+        );
     }
-    ensure!(healthy.contains("alias PROD of function todo-api points at version 1"), "{healthy}");
+    ensure!(
+        healthy.contains("alias PROD of function todo-api points at version 1"),
+        "{healthy}"
+    );
 
     // 1. The invoke permission of PROD is gone.
     env.lambda
@@ -614,7 +811,12 @@ async fn doctor_finds_each_miswiring_with_its_fix_and_passes_a_correct_stage() -
         .send()
         .await?;
     let out = env.uploader(&["doctor", "--stage", "prod"])?;
-    ensure!(out.status.code() == Some(6), "{:?} {}", out.status, stdout(&out));
+    ensure!(
+        out.status.code() == Some(6),
+        "{:?} {}",
+        out.status,
+        stdout(&out)
+    );
     let text = stdout(&out);
     ensure!(text.contains("FAIL invoke-permission: "), "{text}");
     let fix = format!(
@@ -628,10 +830,24 @@ async fn doctor_finds_each_miswiring_with_its_fix_and_passes_a_correct_stage() -
     let out = env.uploader(&["doctor", "--stage", "prod", "--output", "json"])?;
     ensure!(out.status.code() == Some(6));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    ensure!(report["stage"] == "prod" && report["ok"] == false, "{report:#}");
-    let failed: Vec<&serde_json::Value> = report["checks"].as_array().context("checks")?.iter().filter(|c| c["ok"] == false).collect();
-    ensure!(failed.len() == 1 && failed[0]["name"] == "invoke-permission", "{report:#}");
-    ensure!(failed[0]["fix"].as_str().is_some_and(|f| fix.ends_with(f)), "{report:#}");
+    ensure!(
+        report["stage"] == "prod" && report["ok"] == false,
+        "{report:#}"
+    );
+    let failed: Vec<&serde_json::Value> = report["checks"]
+        .as_array()
+        .context("checks")?
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .collect();
+    ensure!(
+        failed.len() == 1 && failed[0]["name"] == "invoke-permission",
+        "{report:#}"
+    );
+    ensure!(
+        failed[0]["fix"].as_str().is_some_and(|f| fix.ends_with(f)),
+        "{report:#}"
+    );
     // Running the fix heals it.
     env.allow_invoke("PROD").await?;
     env.ok(&["doctor", "--stage", "prod"])?;
@@ -653,7 +869,10 @@ async fn doctor_finds_each_miswiring_with_its_fix_and_passes_a_correct_stage() -
     let out = env.uploader(&["doctor", "--stage", "prod"])?;
     ensure!(out.status.code() == Some(6), "{:?}", out.status);
     let text = stdout(&out);
-    ensure!(text.contains("FAIL api-stage: stage prod of REST API"), "{text}");
+    ensure!(
+        text.contains("FAIL api-stage: stage prod of REST API"),
+        "{text}"
+    );
     let fix = format!(
         "     fix: aws apigateway update-stage --rest-api-id {} --stage-name prod --patch-operations op=replace,path=/variables/lambdaAlias,value=PROD",
         env.api_id
@@ -676,7 +895,10 @@ async fn doctor_finds_each_miswiring_with_its_fix_and_passes_a_correct_stage() -
 
     // 3. prod was promoted with a wrong api_base in uploader.toml.
     let wrong = env.api_url("dev");
-    let out = env.uploader_env(&["promote", "--from", "dev", "--to", "prod"], &[("PROD_API_BASE", &wrong)])?;
+    let out = env.uploader_env(
+        &["promote", "--from", "dev", "--to", "prod"],
+        &[("PROD_API_BASE", &wrong)],
+    )?;
     ensure!(out.status.success(), "{}", stderr(&out));
     let out = env.uploader_env(&["doctor", "--stage", "prod"], &[("PROD_API_BASE", &wrong)])?;
     ensure!(out.status.code() == Some(6), "{:?}", out.status);
@@ -697,7 +919,10 @@ async fn doctor_finds_each_miswiring_with_its_fix_and_passes_a_correct_stage() -
         text.contains(&format!("FAIL config-api-base: the deployed config.json has apiBase {wrong}, but uploader.toml says {}", env.api_url("prod"))),
         "{text}"
     );
-    ensure!(text.lines().any(|l| l == "     fix: uploader --stage prod"), "{text}");
+    ensure!(
+        text.lines().any(|l| l == "     fix: uploader --stage prod"),
+        "{text}"
+    );
     // (prod is fixed by promoting again: same release, prod's own config.json.)
     env.ok(&["promote", "--from", "dev", "--to", "prod"])?;
     env.ok(&["doctor", "--stage", "prod"])?;
@@ -705,9 +930,22 @@ async fn doctor_finds_each_miswiring_with_its_fix_and_passes_a_correct_stage() -
     // A stage without [api] and without a distribution: those checks are skipped.
     env.ok(&["--stage", "pr-5"])?;
     let text = env.ok(&["doctor", "--stage", "pr-5"])?;
-    for check in ["api-stage", "lambda-alias", "invoke-permission", "cloudfront-origin"] {
-        ensure!(text.lines().any(|l| l.starts_with(&format!("skip {check}: "))), "{check}: {text}");
+    for check in [
+        "api-stage",
+        "lambda-alias",
+        "invoke-permission",
+        "cloudfront-origin",
+    ] {
+        ensure!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("skip {check}: "))),
+            "{check}: {text}"
+        );
     }
-    ensure!(text.lines().any(|l| l.starts_with("ok   config-api-base: ")), "{text}");
+    ensure!(
+        text.lines()
+            .any(|l| l.starts_with("ok   config-api-base: ")),
+        "{text}"
+    );
     Ok(())
 }

@@ -80,7 +80,9 @@ api_base = "http://127.0.0.1:3030/dev"
     fn uploader(&self, args: &[&str]) -> Result<Output> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_uploader"));
         testkit::with_aws_env(&mut cmd, &self.proxy.url);
-        cmd.arg("--config").arg(self.dir.path().join("uploader.toml")).args(args);
+        cmd.arg("--config")
+            .arg(self.dir.path().join("uploader.toml"))
+            .args(args);
         if args.first().is_some_and(|a| a.starts_with("--stage")) {
             cmd.arg("--dist").arg(self.dist());
         }
@@ -90,14 +92,24 @@ api_base = "http://127.0.0.1:3030/dev"
     fn ok(&self, args: &[&str]) -> Result<String> {
         let out = self.uploader(args)?;
         if !out.status.success() {
-            bail!("uploader {args:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "uploader {args:?} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     async fn snapshot(&self, prefix: &str) -> Result<Snapshot> {
         let mut out = Snapshot::new();
-        let mut pages = self.s3.list_objects_v2().bucket(BUCKET).prefix(prefix).into_paginator().send();
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             for o in page?.contents() {
                 let key = o.key().context("key")?.to_owned();
@@ -105,7 +117,10 @@ api_base = "http://127.0.0.1:3030/dev"
                 let ct = got.content_type.clone();
                 let cc = got.cache_control.clone();
                 let body = got.body.collect().await?.into_bytes().to_vec();
-                out.insert(key.strip_prefix(prefix).unwrap_or(&key).to_owned(), (body, ct, cc));
+                out.insert(
+                    key.strip_prefix(prefix).unwrap_or(&key).to_owned(),
+                    (body, ct, cc),
+                );
             }
         }
         Ok(out)
@@ -131,8 +146,17 @@ fn write(root: &Path, rel: &str, body: &[u8]) -> Result<()> {
 /// A trunk-like build whose hashed asset names change with `version`.
 fn build(dist: &Path, version: &str) -> Result<()> {
     let _ = std::fs::remove_dir_all(dist);
-    let hash = format!("{:0>16x}", version.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)));
-    write(dist, "index.html", format!("<script src=\"./app-{hash}.js\"></script> {version}").as_bytes())?;
+    let hash = format!(
+        "{:0>16x}",
+        version
+            .bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))
+    );
+    write(
+        dist,
+        "index.html",
+        format!("<script src=\"./app-{hash}.js\"></script> {version}").as_bytes(),
+    )?;
     write(dist, &format!("app-{hash}.js"), version.as_bytes())?;
     write(dist, &format!("app-{hash}_bg.wasm"), version.as_bytes())?;
     write(dist, "robots.txt", b"User-agent: *\n")?;
@@ -155,7 +179,12 @@ async fn promote_copies_dev_release_server_side_and_dev_deploys_leave_prod_alone
     ensure!(out.contains("promote from dev"), "{out}");
 
     // No bundle bytes were sent: every prod object but config.json is a server-side copy.
-    for w in env.proxy.writes().iter().filter(|w| w.path.starts_with("/site/prod/")) {
+    for w in env
+        .proxy
+        .writes()
+        .iter()
+        .filter(|w| w.path.starts_with("/site/prod/"))
+    {
         ensure!(
             w.copy_source.is_some() || w.path == "/site/prod/config.json",
             "promote sent a body for {}: {w:?}",
@@ -164,14 +193,26 @@ async fn promote_copies_dev_release_server_side_and_dev_deploys_leave_prod_alone
     }
     let dev = env.snapshot("dev/").await?;
     let prod = env.snapshot("prod/").await?;
-    ensure!(without_config(dev.clone()) == without_config(prod.clone()), "prod differs from dev");
+    ensure!(
+        without_config(dev.clone()) == without_config(prod.clone()),
+        "prod differs from dev"
+    );
     let config: serde_json::Value = serde_json::from_slice(&prod["config.json"].0)?;
-    ensure!(config == serde_json::json!({"stage": "prod", "apiBase": "https://api.example.com/prod"}), "{config}");
+    ensure!(
+        config == serde_json::json!({"stage": "prod", "apiBase": "https://api.example.com/prod"}),
+        "{config}"
+    );
 
     // Both stages serve the same release id.
     let status = env.ok(&["status"])?;
-    let ids: Vec<&str> = status.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
-    ensure!(ids.len() == 2 && ids[0] == ids[1] && ids[0].starts_with("r-"), "{status}");
+    let ids: Vec<&str> = status
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    ensure!(
+        ids.len() == 2 && ids[0] == ids[1] && ids[0].starts_with("r-"),
+        "{status}"
+    );
     let releases = env.ok(&["releases", "--stage", "prod"])?;
     ensure!(releases.contains("promote from dev"), "{releases}");
 
@@ -180,7 +221,10 @@ async fn promote_copies_dev_release_server_side_and_dev_deploys_leave_prod_alone
         build(&env.dist(), v)?;
         env.ok(&["--stage", "dev"])?;
     }
-    ensure!(env.snapshot("prod/").await? == prod, "a dev deploy changed prod");
+    ensure!(
+        env.snapshot("prod/").await? == prod,
+        "a dev deploy changed prod"
+    );
     ensure!(env.snapshot("dev/").await? != dev, "dev did not change");
     Ok(())
 }
@@ -192,30 +236,58 @@ async fn rollback_restores_the_previous_release_byte_for_byte() -> Result<()> {
     env.ok(&["--stage", "dev"])?;
     env.ok(&["promote", "--from", "dev", "--to", "prod"])?;
     let v1 = env.snapshot("prod/").await?;
-    let v1_id = env.ok(&["status"])?.lines().find(|l| l.starts_with("prod")).and_then(|l| l.split_whitespace().nth(1)).map(str::to_owned).context("status")?;
+    let v1_id = env
+        .ok(&["status"])?
+        .lines()
+        .find(|l| l.starts_with("prod"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .map(str::to_owned)
+        .context("status")?;
 
     build(&env.dist(), "v2")?;
     env.ok(&["--stage", "dev"])?;
     env.ok(&["promote", "--from", "dev", "--to", "prod"])?;
     let v2 = env.snapshot("prod/").await?;
-    ensure!(v2["index.html"] != v1["index.html"], "v2 did not change prod");
+    ensure!(
+        v2["index.html"] != v1["index.html"],
+        "v2 did not change prod"
+    );
 
     env.ok(&["rollback", "--stage", "prod"])?;
     let back = env.snapshot("prod/").await?;
     for (path, obj) in &v1 {
-        ensure!(back.get(path) == Some(obj), "{path} not restored by the rollback");
+        ensure!(
+            back.get(path) == Some(obj),
+            "{path} not restored by the rollback"
+        );
     }
     // Roll forward again by naming the release.
-    let v2_id = env.ok(&["releases", "--stage", "prod"])?.lines().map(|l| l.trim_start_matches(['*', ' '])).find_map(|l| l.split_whitespace().next().filter(|id| *id != v1_id).map(str::to_owned)).context("v2 id")?;
+    let v2_id = env
+        .ok(&["releases", "--stage", "prod"])?
+        .lines()
+        .map(|l| l.trim_start_matches(['*', ' ']))
+        .find_map(|l| {
+            l.split_whitespace()
+                .next()
+                .filter(|id| *id != v1_id)
+                .map(str::to_owned)
+        })
+        .context("v2 id")?;
     env.ok(&["rollback", "--stage", "prod", "--to", &v2_id])?;
     let forward = env.snapshot("prod/").await?;
     for (path, obj) in &v2 {
-        ensure!(forward.get(path) == Some(obj), "{path} not restored by the roll-forward");
+        ensure!(
+            forward.get(path) == Some(obj),
+            "{path} not restored by the roll-forward"
+        );
     }
     let out = env.uploader(&["rollback", "--stage", "prod", "--to", "r-000000000000"])?;
     ensure!(out.status.code() == Some(3), "{:?}", out.status);
     let err = String::from_utf8_lossy(&out.stderr);
-    ensure!(err.contains(&v1_id) && err.contains(&v2_id), "the error does not list the releases: {err}");
+    ensure!(
+        err.contains(&v1_id) && err.contains(&v2_id),
+        "the error does not list the releases: {err}"
+    );
     Ok(())
 }
 
@@ -226,28 +298,62 @@ async fn invalidations_name_exactly_the_changed_cacheable_paths() -> Result<()> 
     env.ok(&["--stage", "dev"])?;
     let inv = env.invalidations(&env.dev_dist).await?;
     ensure!(inv.len() == 1, "{inv:?}");
-    ensure!(inv[0] == ["/", "/config.json", "/docs/", "/docs/index.html", "/index.html", "/robots.txt"], "{inv:?}");
+    ensure!(
+        inv[0]
+            == [
+                "/",
+                "/config.json",
+                "/docs/",
+                "/docs/index.html",
+                "/index.html",
+                "/robots.txt"
+            ],
+        "{inv:?}"
+    );
 
     // Nothing changed: no invalidation at all.
     env.ok(&["--stage", "dev"])?;
-    ensure!(env.invalidations(&env.dev_dist).await?.len() == 1, "a no-op deploy invalidated");
+    ensure!(
+        env.invalidations(&env.dev_dist).await?.len() == 1,
+        "a no-op deploy invalidated"
+    );
 
     // A new build: new hashed names need nothing, the root index does.
     build(&env.dist(), "v2")?;
     env.ok(&["--stage", "dev"])?;
     let inv = env.invalidations(&env.dev_dist).await?;
-    ensure!(inv.len() == 2 && inv.contains(&vec!["/".to_owned(), "/index.html".to_owned()]), "{inv:?}");
+    ensure!(
+        inv.len() == 2 && inv.contains(&vec!["/".to_owned(), "/index.html".to_owned()]),
+        "{inv:?}"
+    );
 
     // Promote: prod's own distribution, prod's paths (config.json differs from dev's).
     env.ok(&["promote", "--from", "dev", "--to", "prod"])?;
     let inv = env.invalidations(&env.prod_dist).await?;
-    ensure!(inv.len() == 1 && inv[0] == ["/", "/config.json", "/docs/", "/docs/index.html", "/index.html", "/robots.txt"], "{inv:?}");
+    ensure!(
+        inv.len() == 1
+            && inv[0]
+                == [
+                    "/",
+                    "/config.json",
+                    "/docs/",
+                    "/docs/index.html",
+                    "/index.html",
+                    "/robots.txt"
+                ],
+        "{inv:?}"
+    );
 
     // A preview on the shared distribution (origin = bucket root): its sub-path.
     write(&env.dist(), "a b+ü.txt", b"x")?;
     env.ok(&["--stage", "pr-7"])?;
     let inv = env.invalidations(&env.preview_dist).await?;
-    ensure!(inv.len() == 1 && inv[0].contains(&"/previews/pr-7/".to_owned()) && inv[0].contains(&"/previews/pr-7/a%20b%2B%C3%BC.txt".to_owned()), "{inv:?}");
+    ensure!(
+        inv.len() == 1
+            && inv[0].contains(&"/previews/pr-7/".to_owned())
+            && inv[0].contains(&"/previews/pr-7/a%20b%2B%C3%BC.txt".to_owned()),
+        "{inv:?}"
+    );
     Ok(())
 }
 
@@ -257,19 +363,41 @@ async fn preview_deploy_then_destroy_leaves_nothing_and_prod_needs_force() -> Re
     build(&env.dist(), "v1")?;
     env.ok(&["--stage", "pr-42"])?;
     env.ok(&["--stage", "dev"])?;
-    ensure!(!env.snapshot("previews/pr-42/").await?.is_empty(), "preview not deployed");
+    ensure!(
+        !env.snapshot("previews/pr-42/").await?.is_empty(),
+        "preview not deployed"
+    );
     let status = env.ok(&["status"])?;
-    ensure!(status.contains("pr-42"), "status does not show the preview: {status}");
+    ensure!(
+        status.contains("pr-42"),
+        "status does not show the preview: {status}"
+    );
 
     env.ok(&["destroy", "--stage", "pr-42"])?;
-    ensure!(env.snapshot("previews/pr-42/").await?.is_empty(), "files left");
-    ensure!(env.snapshot("_uploader/stages/pr-42/").await?.is_empty(), "records left");
-    ensure!(!env.snapshot("dev/").await?.is_empty(), "destroy touched dev");
+    ensure!(
+        env.snapshot("previews/pr-42/").await?.is_empty(),
+        "files left"
+    );
+    ensure!(
+        env.snapshot("_uploader/stages/pr-42/").await?.is_empty(),
+        "records left"
+    );
+    ensure!(
+        !env.snapshot("dev/").await?.is_empty(),
+        "destroy touched dev"
+    );
 
     let out = env.uploader(&["destroy", "--stage", "dev"])?;
     ensure!(out.status.code() == Some(3), "{:?}", out.status);
-    ensure!(String::from_utf8_lossy(&out.stderr).contains("--force"), "{}", String::from_utf8_lossy(&out.stderr));
-    ensure!(!env.snapshot("dev/").await?.is_empty(), "dev was destroyed without --force");
+    ensure!(
+        String::from_utf8_lossy(&out.stderr).contains("--force"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        !env.snapshot("dev/").await?.is_empty(),
+        "dev was destroyed without --force"
+    );
     Ok(())
 }
 
@@ -291,8 +419,16 @@ async fn a_second_run_on_a_busy_stage_is_refused() -> Result<()> {
     };
     // Wait until the first run holds the lock.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !env.proxy.writes().iter().any(|w| w.path.ends_with("/lock.json")) {
-        ensure!(std::time::Instant::now() < deadline, "the first run never took the lock");
+    while !env
+        .proxy
+        .writes()
+        .iter()
+        .any(|w| w.path.ends_with("/lock.json"))
+    {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the first run never took the lock"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
@@ -300,11 +436,24 @@ async fn a_second_run_on_a_busy_stage_is_refused() -> Result<()> {
     let third = env.uploader(&["--stage", "dev"])?;
     let first = first.wait_with_output()?;
     env.proxy.delay_writes(0);
-    ensure!(first.status.success(), "the first run failed: {:?}", first.status);
-    ensure!(third.status.code() == Some(5), "the concurrent deploy was not refused: {:?}", third.status);
+    ensure!(
+        first.status.success(),
+        "the first run failed: {:?}",
+        first.status
+    );
+    ensure!(
+        third.status.code() == Some(5),
+        "the concurrent deploy was not refused: {:?}",
+        third.status
+    );
     let err = String::from_utf8_lossy(&third.stderr);
     ensure!(err.contains("locked by another run"), "{err}");
-    ensure!(second.status.code() == Some(5), "the concurrent promote was not refused: {:?} {}", second.status, String::from_utf8_lossy(&second.stderr));
+    ensure!(
+        second.status.code() == Some(5),
+        "the concurrent promote was not refused: {:?} {}",
+        second.status,
+        String::from_utf8_lossy(&second.stderr)
+    );
     // Afterwards the stage is free again.
     env.ok(&["--stage", "dev"])?;
     Ok(())
@@ -317,7 +466,10 @@ async fn unknown_stage_names_the_known_ones() -> Result<()> {
     let out = env.uploader(&["--stage", "staging"])?;
     ensure!(out.status.code() == Some(2), "{:?}", out.status);
     let err = String::from_utf8_lossy(&out.stderr);
-    ensure!(err.contains("unknown stage `staging`") && err.contains("dev, prod, pr-*"), "{err}");
+    ensure!(
+        err.contains("unknown stage `staging`") && err.contains("dev, prod, pr-*"),
+        "{err}"
+    );
     ensure!(env.proxy.seen().is_empty(), "an unknown stage reached S3");
     Ok(())
 }

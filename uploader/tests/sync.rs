@@ -78,17 +78,32 @@ impl Backend {
     fn deploy_ok(&self, args: &[&str]) -> Result<String> {
         let out = self.deploy(args)?;
         if !out.status.success() {
-            bail!("deploy {args:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "deploy {args:?} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     async fn get(&self, path: &str) -> Result<Option<(Vec<u8>, Option<String>, Option<String>)>> {
-        match self.s3.get_object().bucket(BUCKET).key(format!("{PREFIX}{path}")).send().await {
+        match self
+            .s3
+            .get_object()
+            .bucket(BUCKET)
+            .key(format!("{PREFIX}{path}"))
+            .send()
+            .await
+        {
             Ok(o) => {
                 let ct = o.content_type.clone();
                 let cc = o.cache_control.clone();
-                Ok(Some((o.body.collect().await?.into_bytes().to_vec(), ct, cc)))
+                Ok(Some((
+                    o.body.collect().await?.into_bytes().to_vec(),
+                    ct,
+                    cc,
+                )))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(e).context(format!("get {path}")),
@@ -97,7 +112,13 @@ impl Backend {
 
     async fn keys(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        let mut pages = self.s3.list_objects_v2().bucket(BUCKET).prefix(PREFIX).into_paginator().send();
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .prefix(PREFIX)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             for o in page?.contents() {
                 if let Some(k) = o.key() {
@@ -112,7 +133,11 @@ impl Backend {
     /// Writes under the stage prefix (not the uploader's own records).
     fn site_writes(&self) -> Vec<testkit::proxy::Seen> {
         let site = format!("/{BUCKET}/{PREFIX}");
-        self.proxy.writes().into_iter().filter(|s| s.path.starts_with(&site)).collect()
+        self.proxy
+            .writes()
+            .into_iter()
+            .filter(|s| s.path.starts_with(&site))
+            .collect()
     }
 }
 
@@ -135,11 +160,19 @@ fn build(dist: &Path, version: &str) -> Result<Vec<String>> {
         "index.html",
         format!("<!doctype html><link rel=\"stylesheet\" href=\"./{css}\"><script type=\"module\" src=\"./{js}\"></script><!-- {version} -->").as_bytes(),
     )?;
-    write(dist, &js, format!("import('./{wasm}') // {version}").as_bytes())?;
+    write(
+        dist,
+        &js,
+        format!("import('./{wasm}') // {version}").as_bytes(),
+    )?;
     write(dist, &wasm, format!("\0asm {version}").as_bytes())?;
     write(dist, &css, b"body{}")?;
     write(dist, "robots.txt", b"User-agent: *\n")?;
-    write(dist, ".well-known/security.txt", b"Contact: mailto:x@example.com\n")?;
+    write(
+        dist,
+        ".well-known/security.txt",
+        b"Contact: mailto:x@example.com\n",
+    )?;
     write(dist, "docs/a file with spaces.txt", b"spaces")?;
     write(dist, "docs/ünïcødé ✓.txt", "ünïcødé".as_bytes())?;
     write(dist, "docs/a+b&c=d.txt", b"plus amp eq")?;
@@ -148,7 +181,10 @@ fn build(dist: &Path, version: &str) -> Result<Vec<String>> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Every asset the live index.html references exists: the invariant a visitor relies on.
@@ -159,12 +195,24 @@ async fn live_index_is_complete(b: &Backend) -> Result<()> {
     let index = String::from_utf8(index)?;
     for part in index.split("./").skip(1) {
         let name: String = part.chars().take_while(|c| *c != '"').collect();
-        ensure!(b.get(&name).await?.is_some(), "live index.html references {name}, which does not exist");
+        ensure!(
+            b.get(&name).await?.is_some(),
+            "live index.html references {name}, which does not exist"
+        );
         if name.ends_with(".js") {
             let (js, _, _) = b.get(&name).await?.context("js")?;
             let js = String::from_utf8(js)?;
-            let wasm: String = js.split("./").nth(1).unwrap_or("").chars().take_while(|c| *c != '\'').collect();
-            ensure!(b.get(&wasm).await?.is_some(), "{name} references {wasm}, which does not exist");
+            let wasm: String = js
+                .split("./")
+                .nth(1)
+                .unwrap_or("")
+                .chars()
+                .take_while(|c| *c != '\'')
+                .collect();
+            ensure!(
+                b.get(&wasm).await?.is_some(),
+                "{name} references {wasm}, which does not exist"
+            );
         }
     }
     Ok(())
@@ -174,7 +222,10 @@ async fn live_index_is_complete(b: &Backend) -> Result<()> {
 async fn live_matches_dist(b: &Backend) -> Result<()> {
     let files = uploader::local::scan(&b.dist())?;
     for f in files {
-        let (body, _, _) = b.get(&f.path).await?.with_context(|| format!("{} missing", f.path))?;
+        let (body, _, _) = b
+            .get(&f.path)
+            .await?
+            .with_context(|| format!("{} missing", f.path))?;
         ensure!(hex(&body) == f.sha256, "{} differs from dist", f.path);
     }
     Ok(())
@@ -214,23 +265,51 @@ async fn first_deploy_then_noop_makes_no_writes(b: Backend) -> Result<()> {
 
     let (config, ct, cc) = b.get("config.json").await?.context("config.json")?;
     let config: serde_json::Value = serde_json::from_slice(&config)?;
-    ensure!(config["stage"] == "dev" && config["apiBase"] == "http://127.0.0.1:3030/dev", "{config}");
-    ensure!(ct.as_deref() == Some("application/json; charset=utf-8"), "{ct:?}");
+    ensure!(
+        config["stage"] == "dev" && config["apiBase"] == "http://127.0.0.1:3030/dev",
+        "{config}"
+    );
+    ensure!(
+        ct.as_deref() == Some("application/json; charset=utf-8"),
+        "{ct:?}"
+    );
     ensure!(cc.as_deref() == Some("no-cache"), "{cc:?}");
     let (_, ct, cc) = b.get("index.html").await?.context("index")?;
-    ensure!(ct.as_deref() == Some("text/html; charset=utf-8") && cc.as_deref() == Some("no-cache"), "{ct:?} {cc:?}");
-    let wasm = b.keys().await?.into_iter().find(|k| k.ends_with(".wasm")).context("wasm")?;
+    ensure!(
+        ct.as_deref() == Some("text/html; charset=utf-8") && cc.as_deref() == Some("no-cache"),
+        "{ct:?} {cc:?}"
+    );
+    let wasm = b
+        .keys()
+        .await?
+        .into_iter()
+        .find(|k| k.ends_with(".wasm"))
+        .context("wasm")?;
     let (_, ct, cc) = b.get(&wasm).await?.context("wasm")?;
     ensure!(ct.as_deref() == Some("application/wasm"), "{ct:?}");
-    ensure!(cc.as_deref() == Some("public, max-age=31536000, immutable"), "{cc:?}");
+    ensure!(
+        cc.as_deref() == Some("public, max-age=31536000, immutable"),
+        "{cc:?}"
+    );
     let (_, _, cc) = b.get("robots.txt").await?.context("robots")?;
     ensure!(cc.as_deref() == Some("public, max-age=300"), "{cc:?}");
 
     b.proxy.reset();
     let out = b.deploy_ok(&[])?;
-    ensure!(b.proxy.writes().is_empty(), "no-op deploy wrote: {:?}", b.proxy.writes());
-    ensure!(b.proxy.seen().len() <= 3, "no-op deploy made {} requests", b.proxy.seen().len());
-    ensure!(out.contains("uploaded 0") && out.contains("unchanged 12"), "{out}");
+    ensure!(
+        b.proxy.writes().is_empty(),
+        "no-op deploy wrote: {:?}",
+        b.proxy.writes()
+    );
+    ensure!(
+        b.proxy.seen().len() <= 3,
+        "no-op deploy made {} requests",
+        b.proxy.seen().len()
+    );
+    ensure!(
+        out.contains("uploaded 0") && out.contains("unchanged 12"),
+        "{out}"
+    );
     Ok(())
 }
 
@@ -241,8 +320,15 @@ async fn one_changed_file_uploads_one_object(b: Backend) -> Result<()> {
     b.proxy.reset();
     b.deploy_ok(&[])?;
     let writes = b.site_writes();
-    ensure!(writes.len() == 1, "expected one write under the prefix: {writes:?}");
-    ensure!(writes[0].path == format!("/{BUCKET}/{PREFIX}docs/a file with spaces.txt") && writes[0].copy_source.is_none(), "{writes:?}");
+    ensure!(
+        writes.len() == 1,
+        "expected one write under the prefix: {writes:?}"
+    );
+    ensure!(
+        writes[0].path == format!("/{BUCKET}/{PREFIX}docs/a file with spaces.txt")
+            && writes[0].copy_source.is_none(),
+        "{writes:?}"
+    );
     live_matches_dist(&b).await
 }
 
@@ -255,8 +341,18 @@ async fn header_only_change_rewrites_metadata_without_the_body(b: Backend) -> Re
     let writes = b.site_writes();
     ensure!(writes.len() == 1, "{writes:?}");
     let key = format!("{BUCKET}/{PREFIX}robots.txt");
-    ensure!(writes[0].copy_source.as_deref().map(|s| s.trim_start_matches('/')) == Some(key.as_str()), "{writes:?}");
-    ensure!(writes[0].body_len == 0, "the body was sent again: {writes:?}");
+    ensure!(
+        writes[0]
+            .copy_source
+            .as_deref()
+            .map(|s| s.trim_start_matches('/'))
+            == Some(key.as_str()),
+        "{writes:?}"
+    );
+    ensure!(
+        writes[0].body_len == 0,
+        "the body was sent again: {writes:?}"
+    );
     let (body, _, cc) = b.get("robots.txt").await?.context("robots")?;
     ensure!(cc.as_deref() == Some("public, max-age=7"), "{cc:?}");
     ensure!(body == b"User-agent: *\n", "content changed");
@@ -271,7 +367,10 @@ async fn retention_keeps_two_previous_releases_and_max_delete_refuses(b: Backend
     }
     let keys = b.keys().await?;
     for a in &assets[0] {
-        ensure!(!keys.contains(a), "{a} of the 4th-newest release is still there");
+        ensure!(
+            !keys.contains(a),
+            "{a} of the 4th-newest release is still there"
+        );
     }
     for a in assets[1..].iter().flatten() {
         ensure!(keys.contains(a), "{a} of a retained release was deleted");
@@ -282,10 +381,19 @@ async fn retention_keeps_two_previous_releases_and_max_delete_refuses(b: Backend
     build(&b.dist(), "v5")?;
     b.proxy.reset();
     let out = b.deploy(&["--max-delete", "2"])?;
-    ensure!(out.status.code() == Some(3), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.code() == Some(3),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(stderr.contains("--max-delete"), "{stderr}");
-    ensure!(b.proxy.writes().is_empty(), "a refused plan wrote: {:?}", b.proxy.writes());
+    ensure!(
+        b.proxy.writes().is_empty(),
+        "a refused plan wrote: {:?}",
+        b.proxy.writes()
+    );
     Ok(())
 }
 
@@ -303,22 +411,36 @@ async fn server_fault_mid_deploy_keeps_site_whole_and_rerun_converges(b: Backend
         if out.status.success() {
             continue;
         }
-        ensure!(out.status.code() == Some(4), "cut {cut}: exit {:?}", out.status);
-        live_index_is_complete(&b).await.with_context(|| format!("after a fault at write {cut}"))?;
+        ensure!(
+            out.status.code() == Some(4),
+            "cut {cut}: exit {:?}",
+            out.status
+        );
+        live_index_is_complete(&b)
+            .await
+            .with_context(|| format!("after a fault at write {cut}"))?;
     }
     b.deploy_ok(&["--lock-ttl", "0"])?;
     live_matches_dist(&b).await?;
     live_index_is_complete(&b).await?;
     b.proxy.reset();
     b.deploy_ok(&[])?;
-    ensure!(b.proxy.writes().is_empty(), "not converged: {:?}", b.proxy.writes());
+    ensure!(
+        b.proxy.writes().is_empty(),
+        "not converged: {:?}",
+        b.proxy.writes()
+    );
     Ok(())
 }
 
 async fn verify_puts_back_what_changed_behind_our_back(b: Backend) -> Result<()> {
     build(&b.dist(), "v1")?;
     b.deploy_ok(&[])?;
-    b.s3.delete_object().bucket(BUCKET).key(format!("{PREFIX}robots.txt")).send().await?;
+    b.s3.delete_object()
+        .bucket(BUCKET)
+        .key(format!("{PREFIX}robots.txt"))
+        .send()
+        .await?;
     b.s3.put_object()
         .bucket(BUCKET)
         .key(format!("{PREFIX}docs/a+b&c=d.txt"))
@@ -326,11 +448,18 @@ async fn verify_puts_back_what_changed_behind_our_back(b: Backend) -> Result<()>
         .send()
         .await?;
     let out = b.deploy_ok(&["--verify"])?;
-    ensure!(out.contains("uploaded 2") && out.contains("repaired 2"), "{out}");
+    ensure!(
+        out.contains("uploaded 2") && out.contains("repaired 2"),
+        "{out}"
+    );
     live_matches_dist(&b).await?;
 
     // A lost manifest is rebuilt from a listing, and the site stays whole.
-    b.s3.delete_object().bucket(BUCKET).key("_uploader/stages/dev/state.json").send().await?;
+    b.s3.delete_object()
+        .bucket(BUCKET)
+        .key("_uploader/stages/dev/state.json")
+        .send()
+        .await?;
     b.deploy_ok(&[])?;
     live_matches_dist(&b).await?;
     b.proxy.reset();
@@ -341,20 +470,35 @@ async fn verify_puts_back_what_changed_behind_our_back(b: Backend) -> Result<()>
 
 async fn lock_held_by_another_run_refuses_and_expired_lock_is_taken(b: Backend) -> Result<()> {
     build(&b.dist(), "v1")?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
     let lock = |expires: u64| {
         serde_json::json!({"token": "other", "operation": "deploy", "holder": "ci-job-7", "acquiredAt": now, "expiresAt": expires})
             .to_string()
             .into_bytes()
     };
-    b.s3.put_object().bucket(BUCKET).key("_uploader/stages/dev/lock.json").body(lock(now + 600).into()).send().await?;
+    b.s3.put_object()
+        .bucket(BUCKET)
+        .key("_uploader/stages/dev/lock.json")
+        .body(lock(now + 600).into())
+        .send()
+        .await?;
     let out = b.deploy(&[])?;
     ensure!(out.status.code() == Some(5), "exit {:?}", out.status);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    ensure!(stderr.contains("locked") && stderr.contains("ci-job-7"), "{stderr}");
+    ensure!(
+        stderr.contains("locked") && stderr.contains("ci-job-7"),
+        "{stderr}"
+    );
     ensure!(b.keys().await?.is_empty(), "a locked stage was written");
 
-    b.s3.put_object().bucket(BUCKET).key("_uploader/stages/dev/lock.json").body(lock(now - 1).into()).send().await?;
+    b.s3.put_object()
+        .bucket(BUCKET)
+        .key("_uploader/stages/dev/lock.json")
+        .body(lock(now - 1).into())
+        .send()
+        .await?;
     b.deploy_ok(&[])?;
     live_matches_dist(&b).await
 }
