@@ -91,18 +91,7 @@ impl Cdn {
         distribution_id: &str,
         bucket: &str,
     ) -> Result<String, CdnError> {
-        let out = self
-            .client
-            .get_distribution_config()
-            .id(distribution_id)
-            .send()
-            .await
-            .map_err(|e| error("GetDistributionConfig", distribution_id, e))?;
-        let origins = out
-            .distribution_config
-            .and_then(|c| c.origins)
-            .map(|o| o.items)
-            .unwrap_or_default();
+        let origins = self.origins(distribution_id).await?;
         let host_prefix = format!("{bucket}.");
         let chosen = origins
             .iter()
@@ -113,7 +102,7 @@ impl Cdn {
                 None
             });
         match chosen {
-            Some(o) => Ok(o.origin_path.clone().unwrap_or_default()),
+            Some(o) => Ok(o.origin_path.clone()),
             None => {
                 tracing::warn!(
                     distribution_id,
@@ -125,7 +114,7 @@ impl Cdn {
         }
     }
 
-    /// Every origin of the distribution (for `uploader doctor`).
+    /// Every origin of the distribution (its origin path empty when none is set).
     pub async fn origins(&self, distribution_id: &str) -> Result<Vec<OriginInfo>, CdnError> {
         let out = self
             .client
