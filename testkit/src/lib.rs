@@ -28,6 +28,14 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
+/// Writes `body` to `root/rel`, creating folders: how tests lay out a `dist/`.
+pub fn write_file(root: &Path, rel: &str, body: &[u8]) -> Result<()> {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().context("a file path has a parent")?)?;
+    std::fs::write(p, body)?;
+    Ok(())
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;

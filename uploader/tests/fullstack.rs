@@ -435,12 +435,7 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-fn write(root: &Path, rel: &str, body: &[u8]) -> Result<()> {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().context("parent")?)?;
-    std::fs::write(p, body)?;
-    Ok(())
-}
+use testkit::write_file as write;
 
 /// A small trunk-like build whose content changes with `version`.
 fn build(dist: &Path, version: &str) -> Result<()> {

@@ -136,12 +136,7 @@ api_base = "http://127.0.0.1:3030/dev"
     }
 }
 
-fn write(root: &Path, rel: &str, body: &[u8]) -> Result<()> {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().context("parent")?)?;
-    std::fs::write(p, body)?;
-    Ok(())
-}
+use testkit::write_file as write;
 
 /// A trunk-like build whose hashed asset names change with `version`.
 fn build(dist: &Path, version: &str) -> Result<()> {

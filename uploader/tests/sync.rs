@@ -141,12 +141,7 @@ impl Backend {
     }
 }
 
-fn write(root: &Path, rel: &str, body: &[u8]) -> Result<()> {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().context("parent")?)?;
-    std::fs::write(p, body)?;
-    Ok(())
-}
+use testkit::write_file as write;
 
 /// A trunk-like build: hashed js/wasm/css referenced by index.html, plus awkward names.
 fn build(dist: &Path, version: &str) -> Result<Vec<String>> {
