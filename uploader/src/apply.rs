@@ -159,14 +159,8 @@ async fn run(
     };
 
     // Read-only pass: a no-op or a dry run ends here, without a lock or any write.
-    let (state, repaired) = load_state(&bucket, &keys, stage, opts.verify).await?;
-    let plan = plan::plan(
-        target.desired.clone(),
-        &state,
-        &target.release.id,
-        plan_opts,
-    )
-    .map_err(|r| Error::Refused(r.to_string()))?;
+    let (state, repaired, seen) = load_state(&bucket, &keys, stage, opts.verify, None).await?;
+    let plan = plan_for(&target, &state, plan_opts)?;
     let mut report = Report {
         stage: stage.name.clone(),
         bucket: stage.bucket.clone(),
@@ -226,6 +220,7 @@ async fn run(
         &target,
         opts,
         plan_opts,
+        seen,
         &mut report,
     )
     .await;
@@ -246,18 +241,14 @@ async fn execute(
     target: &Target<'_>,
     opts: &RunOptions,
     plan_opts: PlanOptions,
+    seen: Seen,
     report: &mut Report,
 ) -> Result<(), Error> {
     let stage = target.stage;
-    // Under the lock the manifest is authoritative; plan again from it.
-    let (state, repaired) = load_state(bucket, keys, stage, opts.verify).await?;
-    let plan = plan::plan(
-        target.desired.clone(),
-        &state,
-        &target.release.id,
-        plan_opts,
-    )
-    .map_err(|r| Error::Refused(r.to_string()))?;
+    // Under the lock the manifest is authoritative; plan again from it (reusing the
+    // first pass's listing when the manifest has not changed since).
+    let (state, repaired, _) = load_state(bucket, keys, stage, opts.verify, Some(seen)).await?;
+    let plan = plan_for(target, &state, plan_opts)?;
     report.repaired = repaired;
     report.previous_release = state.current.clone();
     report.unchanged = plan.unchanged;
@@ -392,15 +383,26 @@ async fn write<'a>(
     Ok((&a.path, etag))
 }
 
+/// What [`load_state`] read: the manifest as stored and, when it listed, the listing.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    stored: Option<StageState>,
+    listing: Option<Vec<crate::store::Listed>>,
+}
+
 /// Reads the stage's manifest; lists the prefix instead of trusting it when asked to,
 /// when it is missing or unreadable, or when a crashed run left it marked.
-/// Returns the state to plan from and how many objects drifted.
+/// Returns the state to plan from, how many objects drifted, and what was read.
+///
+/// `earlier` is what a previous call of the same run read: when the stored manifest has
+/// not changed since, its listing is reused instead of listing a large prefix twice.
 pub async fn load_state(
     bucket: &Bucket,
     keys: &Keys,
     stage: &Stage,
     verify: bool,
-) -> Result<(StageState, usize), Error> {
+    earlier: Option<Seen>,
+) -> Result<(StageState, usize, Seen), Error> {
     let stored = match bucket.get_bytes(&keys.state()).await? {
         Some(bytes) => match serde_json::from_slice::<StageState>(&bytes) {
             Ok(s) => Some(s),
@@ -412,16 +414,44 @@ pub async fn load_state(
         None => None,
     };
     let needs_listing = verify || stored.as_ref().is_none_or(|s| s.in_progress.is_some());
-    let mut state = stored.unwrap_or_else(|| StageState::empty(&stage.name));
+    let mut state = stored
+        .clone()
+        .unwrap_or_else(|| StageState::empty(&stage.name));
     if !needs_listing {
-        return Ok((state, 0));
+        return Ok((
+            state,
+            0,
+            Seen {
+                stored,
+                listing: None,
+            },
+        ));
     }
-    let listing = bucket.list(&stage.prefix).await?;
+    let listing = match earlier {
+        Some(Seen {
+            stored: before,
+            listing: Some(listing),
+        }) if before == stored => listing,
+        _ => bucket.list(&stage.prefix).await?,
+    };
     let drifted = reconcile(&mut state, &stage.prefix, &listing);
     if drifted > 0 {
         tracing::warn!(stage = %stage.name, drifted, "objects changed or missing behind our back; they will be put back");
     }
-    Ok((state, drifted))
+    Ok((
+        state,
+        drifted,
+        Seen {
+            stored,
+            listing: Some(listing),
+        },
+    ))
+}
+
+/// Plans the target against a stage state; a refusal becomes [`Error::Refused`].
+fn plan_for(target: &Target<'_>, state: &StageState, opts: PlanOptions) -> Result<Plan, Error> {
+    plan::plan(target.desired.clone(), state, &target.release.id, opts)
+        .map_err(|r| Error::Refused(r.to_string()))
 }
 
 /// Drops from the manifest every object the listing shows missing or changed (by ETag),

@@ -442,7 +442,16 @@ async fn verify_puts_back_what_changed_behind_our_back(b: Backend) -> Result<()>
         .body(b"tampered".to_vec().into())
         .send()
         .await?;
+    b.proxy.reset();
     let out = b.deploy_ok(&["--verify"])?;
+    // The prefix is listed once, not once per pass (before and under the lock).
+    let listings = b
+        .proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "GET" && s.query.contains("list-type=2"))
+        .count();
+    ensure!(listings == 1, "--verify listed the prefix {listings} times");
     ensure!(
         out.contains("uploaded 2") && out.contains("repaired 2"),
         "{out}"
