@@ -153,14 +153,10 @@ async fn run(
     let stage = target.stage;
     let bucket = Bucket::new(clients.s3.clone(), &stage.bucket);
     let keys = Keys::new(&stage.name);
-    let plan_opts = PlanOptions {
-        retain: opts.retain,
-        max_delete: opts.max_delete,
-    };
 
     // Read-only pass: a no-op or a dry run ends here, without a lock or any write.
     let (state, repaired, seen) = load_state(&bucket, &keys, stage, opts.verify, None).await?;
-    let plan = plan_for(&target, &state, plan_opts)?;
+    let plan = plan_for(&target, &state, opts)?;
     let mut report = Report {
         stage: stage.name.clone(),
         bucket: stage.bucket.clone(),
@@ -213,17 +209,7 @@ async fn run(
     } else {
         None
     };
-    let result = execute(
-        clients,
-        &bucket,
-        &keys,
-        &target,
-        opts,
-        plan_opts,
-        seen,
-        &mut report,
-    )
-    .await;
+    let result = execute(clients, &bucket, &keys, &target, opts, seen, &mut report).await;
     if let Some(lock) = lock
         && let Err(e) = lock.release().await
     {
@@ -240,7 +226,6 @@ async fn execute(
     keys: &Keys,
     target: &Target<'_>,
     opts: &RunOptions,
-    plan_opts: PlanOptions,
     seen: Seen,
     report: &mut Report,
 ) -> Result<(), Error> {
@@ -248,7 +233,7 @@ async fn execute(
     // Under the lock the manifest is authoritative; plan again from it (reusing the
     // first pass's listing when the manifest has not changed since).
     let (state, repaired, _) = load_state(bucket, keys, stage, opts.verify, Some(seen)).await?;
-    let plan = plan_for(target, &state, plan_opts)?;
+    let plan = plan_for(target, &state, opts)?;
     report.repaired = repaired;
     report.previous_release = state.current.clone();
     report.unchanged = plan.unchanged;
@@ -449,8 +434,12 @@ pub async fn load_state(
 }
 
 /// Plans the target against a stage state; a refusal becomes [`Error::Refused`].
-fn plan_for(target: &Target<'_>, state: &StageState, opts: PlanOptions) -> Result<Plan, Error> {
-    plan::plan(target.desired.clone(), state, &target.release.id, opts)
+fn plan_for(target: &Target<'_>, state: &StageState, opts: &RunOptions) -> Result<Plan, Error> {
+    let limits = PlanOptions {
+        retain: opts.retain,
+        max_delete: opts.max_delete,
+    };
+    plan::plan(target.desired.clone(), state, &target.release.id, limits)
         .map_err(|r| Error::Refused(r.to_string()))
 }
 
