@@ -36,6 +36,28 @@ pub fn write_file(root: &Path, rel: &str, body: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// A small trunk-like build in `dist` (replacing what was there): `index.html` pointing
+/// at js and wasm whose hashed names change with `version`, plus unhashed files.
+pub fn small_site(dist: &Path, version: &str) -> Result<()> {
+    let _ = std::fs::remove_dir_all(dist);
+    let hash = format!(
+        "{:0>16x}",
+        version
+            .bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))
+    );
+    write_file(
+        dist,
+        "index.html",
+        format!("<script src=\"./app-{hash}.js\"></script> {version}").as_bytes(),
+    )?;
+    write_file(dist, &format!("app-{hash}.js"), version.as_bytes())?;
+    write_file(dist, &format!("app-{hash}_bg.wasm"), version.as_bytes())?;
+    write_file(dist, "robots.txt", b"User-agent: *\n")?;
+    write_file(dist, "docs/index.html", b"docs")?;
+    Ok(())
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;

@@ -23,7 +23,7 @@
 //! - moto's `PublishVersion` ignores `CodeSha256` (AWS refuses on a mismatch), so the
 //!   uploader's guard against code changing between preflight and publish is untested.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -435,25 +435,7 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-use testkit::write_file as write;
-
-/// A small trunk-like build whose content changes with `version`.
-fn build(dist: &Path, version: &str) -> Result<()> {
-    let _ = std::fs::remove_dir_all(dist);
-    let hash = format!(
-        "{:0>16x}",
-        version
-            .bytes()
-            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))
-    );
-    write(
-        dist,
-        "index.html",
-        format!("<script src=\"./app-{hash}.js\"></script> {version}").as_bytes(),
-    )?;
-    write(dist, &format!("app-{hash}.js"), version.as_bytes())?;
-    Ok(())
-}
+use testkit::small_site as build;
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

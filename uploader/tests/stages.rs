@@ -2,7 +2,7 @@
 //! locks. Each test starts its own moto server.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -138,26 +138,7 @@ api_base = "http://127.0.0.1:3030/dev"
 
 use testkit::write_file as write;
 
-/// A trunk-like build whose hashed asset names change with `version`.
-fn build(dist: &Path, version: &str) -> Result<()> {
-    let _ = std::fs::remove_dir_all(dist);
-    let hash = format!(
-        "{:0>16x}",
-        version
-            .bytes()
-            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))
-    );
-    write(
-        dist,
-        "index.html",
-        format!("<script src=\"./app-{hash}.js\"></script> {version}").as_bytes(),
-    )?;
-    write(dist, &format!("app-{hash}.js"), version.as_bytes())?;
-    write(dist, &format!("app-{hash}_bg.wasm"), version.as_bytes())?;
-    write(dist, "robots.txt", b"User-agent: *\n")?;
-    write(dist, "docs/index.html", b"docs")?;
-    Ok(())
-}
+use testkit::small_site as build;
 
 fn without_config(mut s: Snapshot) -> Snapshot {
     s.remove("config.json");
