@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::model::{MAX_TITLE_CHARS, PatchError, TitleError};
-use crate::store::StoreError;
+use crate::store::{StageConfigError, StoreError};
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,12 @@ pub enum ApiError {
     )]
     MethodNotAllowed { method: String, path: String },
 
+    /// The deployment is wrong (an API Gateway stage variable is missing or
+    /// invalid): a 500 whose message says what to fix, since only the operator
+    /// can, and the log line names the variable and the stage.
+    #[error("{0}")]
+    StageNotConfigured(#[from] StageConfigError),
+
     /// A real fault on our side (SQLite, a crashed worker). The detail is logged,
     /// never sent: it would mean nothing to a client and could leak internals.
     #[error("internal error: {0}")]
@@ -82,6 +88,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::StageNotConfigured(_) => "stage_not_configured",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -98,7 +105,9 @@ impl ApiError {
             | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::StageNotConfigured(_) | ApiError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 

@@ -17,4 +17,6 @@ pub mod store;
 pub use error::ApiError;
 pub use model::{Stage, Title, Todo};
 pub use routes::router;
-pub use store::{Store, StoreError};
+pub use store::{
+    StageConfigError, Store, StoreError, TableSource, create_dynamodb_table, is_valid_table_name,
+};

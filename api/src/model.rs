@@ -175,10 +175,30 @@ impl PatchTodo {
     }
 }
 
-/// A fresh opaque id: a random UUID v4 string, unguessable and collision-free
-/// in practice, so ids from different stages or restarts never clash.
-pub fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+/// A new todo: a fresh id and the creation time taken from that same id.
+///
+/// The id is a UUID v7: still an opaque UUID string to clients, but its text
+/// sorts in creation order (48-bit millisecond time, then a counter that keeps
+/// ids made in the same millisecond by this process in order, then random
+/// bits). The DynamoDB store uses it as the sort key, so a plain key-ordered
+/// Query is the list in creation order, and `createdAt` (derived from the id's
+/// own timestamp) can never disagree with that order.
+pub fn new_todo(title: Title, completed: bool) -> Todo {
+    let id = uuid::Uuid::now_v7();
+    let created = id
+        .get_timestamp()
+        .and_then(|ts| {
+            let (secs, nanos) = ts.to_unix();
+            let total = i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+            OffsetDateTime::from_unix_timestamp_nanos(total).ok()
+        })
+        .unwrap_or_else(OffsetDateTime::now_utc);
+    Todo {
+        id: id.to_string(),
+        title: title.into_string(),
+        completed,
+        created_at: format_timestamp(created),
+    }
 }
 
 /// Formats `t` as RFC 3339 UTC with exactly three fractional digits.
@@ -317,6 +337,30 @@ mod tests {
         assert_eq!(now.len(), 24);
         OffsetDateTime::parse(&now, &time::format_description::well_known::Rfc3339)
             .expect("now_timestamp must be valid RFC 3339");
+    }
+
+    #[test]
+    fn new_todos_sort_by_id_in_creation_order() {
+        let todos: Vec<Todo> = (0..200)
+            .map(|i| new_todo(Title::parse(&format!("t{i}")).unwrap(), false))
+            .collect();
+        for pair in todos.windows(2) {
+            assert!(pair[0].id < pair[1].id, "{} !< {}", pair[0].id, pair[1].id);
+            assert!(pair[0].created_at <= pair[1].created_at);
+        }
+        let first = &todos[0];
+        assert_eq!(first.id.len(), 36, "a hyphenated UUID string");
+        let age = OffsetDateTime::now_utc()
+            - OffsetDateTime::parse(
+                &first.created_at,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap();
+        assert!(
+            age.whole_seconds().abs() < 60,
+            "createdAt is now: {}",
+            first.created_at
+        );
     }
 
     #[test]

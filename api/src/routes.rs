@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::IntoResponse;
@@ -20,6 +20,9 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use crate::error::ApiError;
 use crate::model::{CreateTodo, PatchTodo, SetAllCompleted, Stage, Title, Todo};
 use crate::store::Store;
+
+use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
 
 /// Largest request body read. Valid bodies are a few KiB at most (500 chars of
 /// up to 4 bytes each), so anything near this is a mistake or abuse.
@@ -123,6 +126,32 @@ impl<S: Send + Sync> FromRequestParts<S> for TodoParam {
     }
 }
 
+/// The store that serves this request.
+///
+/// Behind API Gateway (the Lambda adapter put the event's request context and
+/// stage variables into the request's extensions) a DynamoDB store picks the
+/// table named by the stage's variable; anywhere else the store is used as it is.
+/// Placed after the path extractors in every handler, so an invalid stage is a
+/// 404 before any configuration problem.
+struct Db(Store);
+
+impl FromRequestParts<Store> for Db {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, store: &Store) -> Result<Self, Self::Rejection> {
+        let gateway_stage = match parts.request_context_ref() {
+            Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.clone(),
+            _ => None,
+        };
+        let variables = parts.stage_variables_ref();
+        let lookup = |name: &str| variables.and_then(|v| v.first(name)).map(str::to_owned);
+        match store.for_request(gateway_stage.as_deref(), &lookup) {
+            Ok(store) => Ok(Db(store)),
+            Err(e) => Err(ApiError::StageNotConfigured(e)),
+        }
+    }
+}
+
 /// A JSON body with the contract's JSON errors instead of axum's plain-text
 /// rejections.
 ///
@@ -183,15 +212,15 @@ async fn healthz() -> &'static str {
 }
 
 async fn list_todos(
-    State(store): State<Store>,
     StageParam(stage): StageParam,
+    Db(store): Db,
 ) -> Result<Json<Vec<Todo>>, ApiError> {
     Ok(Json(store.list(&stage).await?))
 }
 
 async fn create_todo(
-    State(store): State<Store>,
     StageParam(stage): StageParam,
+    Db(store): Db,
     ApiJson(body): ApiJson<CreateTodo>,
 ) -> Result<impl IntoResponse, ApiError> {
     let title = Title::parse(&body.title)?;
@@ -202,8 +231,8 @@ async fn create_todo(
 }
 
 async fn get_todo(
-    State(store): State<Store>,
     TodoParam { stage, id }: TodoParam,
+    Db(store): Db,
 ) -> Result<Json<Todo>, ApiError> {
     match store.get(&stage, &id).await? {
         Some(todo) => Ok(Json(todo)),
@@ -212,8 +241,8 @@ async fn get_todo(
 }
 
 async fn update_todo(
-    State(store): State<Store>,
     TodoParam { stage, id }: TodoParam,
+    Db(store): Db,
     ApiJson(body): ApiJson<PatchTodo>,
 ) -> Result<Json<Todo>, ApiError> {
     let changes = body.validate()?;
@@ -224,8 +253,8 @@ async fn update_todo(
 }
 
 async fn delete_todo(
-    State(store): State<Store>,
     TodoParam { stage, id }: TodoParam,
+    Db(store): Db,
 ) -> Result<StatusCode, ApiError> {
     if store.delete(&stage, &id).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -236,8 +265,8 @@ async fn delete_todo(
 
 /// Toggle-all: one request instead of one PATCH per todo.
 async fn set_all_completed(
-    State(store): State<Store>,
     StageParam(stage): StageParam,
+    Db(store): Db,
     ApiJson(body): ApiJson<SetAllCompleted>,
 ) -> Result<Json<Vec<Todo>>, ApiError> {
     Ok(Json(store.set_all_completed(&stage, body.completed).await?))
@@ -256,8 +285,8 @@ struct Deleted {
 /// Clear-completed. The explicit `?completed=true` is required so that a
 /// `DELETE` on the collection can never wipe a whole stage by accident.
 async fn clear_completed(
-    State(store): State<Store>,
     StageParam(stage): StageParam,
+    Db(store): Db,
     query: Result<Query<ClearQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Deleted>, ApiError> {
     let Query(query) = query?;

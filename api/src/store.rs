@@ -1,17 +1,28 @@
-//! SQLite persistence.
+//! Persistence behind one interface, with two implementations:
 //!
-//! One connection behind a mutex is plenty for a local development server and
-//! makes every operation trivially serialisable. SQLite calls block, so every
-//! operation runs inside `tokio::task::spawn_blocking` to keep the async
-//! runtime's worker threads free for other requests.
+//! - SQLite ([`Store::open`]): the embedded default of `todo-api`, no AWS needed;
+//! - DynamoDB ([`Store::dynamodb`]): what the Lambda function uses, one table per
+//!   API Gateway stage (see `dynamodb.rs` for the table design).
+//!
+//! Handlers only ever see [`Store`]; which backend answers is decided when the
+//! store is built (and, for a stage-variable table, per request by
+//! [`Store::for_request`]).
 
+use std::future::Future;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use crate::model::{Stage, Title, Todo, TodoChanges};
 
-use crate::model::{Stage, Title, Todo, TodoChanges, new_id, now_timestamp};
+mod dynamodb;
+mod sqlite;
+
+pub use dynamodb::{TableSource, create_table as create_dynamodb_table, is_valid_table_name};
+
+/// A boxed, sendable future: what [`Backend`] methods return so the trait can
+/// be used as `dyn Backend`.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A storage fault. These are server-side problems and map to HTTP 500.
 #[derive(Debug, thiserror::Error)]
@@ -22,31 +33,91 @@ pub enum StoreError {
     /// poisoned the connection lock.
     #[error("storage worker failed: {0}")]
     WorkerFailed(String),
+    /// A DynamoDB request failed (after the SDK's own retries).
+    #[error("DynamoDB {operation} on table {table} failed: {detail}")]
+    Dynamo {
+        operation: &'static str,
+        table: String,
+        detail: String,
+    },
+    /// An item in the table does not have the shape this code writes.
+    #[error("item {key} in table {table} is malformed: {problem}")]
+    MalformedItem {
+        table: String,
+        key: String,
+        problem: String,
+    },
 }
 
-/// Every stage lives in the same table, keyed by `(stage, id)`, so stages are
-/// isolated by construction of every query's `WHERE stage = ?`.
-/// `created_at` is fixed-width RFC 3339 text, so ordering by it is time order;
-/// `rowid` breaks ties between todos created within the same millisecond.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS todos (
-    stage      TEXT    NOT NULL,
-    id         TEXT    NOT NULL,
-    title      TEXT    NOT NULL,
-    completed  INTEGER NOT NULL DEFAULT 0 CHECK (completed IN (0, 1)),
-    created_at TEXT    NOT NULL,
-    PRIMARY KEY (stage, id)
-);
-CREATE INDEX IF NOT EXISTS todos_stage_created ON todos (stage, created_at);
-";
+/// Why a request cannot be given a store: the deployment is wrong, not the
+/// request (HTTP 500, with a message naming what to fix).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StageConfigError {
+    #[error(
+        "the API Gateway stage {stage:?} has no stage variable {variable:?}; set it to the stage's DynamoDB table name"
+    )]
+    MissingVariable { stage: String, variable: String },
+    #[error(
+        "the API Gateway stage {stage:?} sets the stage variable {variable:?} to {value:?}, which is not a DynamoDB table name (3-255 characters of a-z, A-Z, 0-9, '_', '-', '.')"
+    )]
+    InvalidTable {
+        stage: String,
+        variable: String,
+        value: String,
+    },
+}
 
-const COLUMNS: &str = "id, title, completed, created_at";
-const LIST_SQL: &str = "SELECT id, title, completed, created_at FROM todos WHERE stage = ?1 ORDER BY created_at, rowid";
+/// The operations every backend implements, with the same meaning (see
+/// `api/openapi.yaml`): list in creation order, stage isolation, toggle-all and
+/// clear-completed.
+pub(crate) trait Backend: Send + Sync + 'static {
+    fn list<'a>(&'a self, stage: &'a Stage) -> BoxFuture<'a, Result<Vec<Todo>, StoreError>>;
+    fn create<'a>(
+        &'a self,
+        stage: &'a Stage,
+        title: Title,
+        completed: bool,
+    ) -> BoxFuture<'a, Result<Todo, StoreError>>;
+    fn get<'a>(
+        &'a self,
+        stage: &'a Stage,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Todo>, StoreError>>;
+    fn update<'a>(
+        &'a self,
+        stage: &'a Stage,
+        id: &'a str,
+        changes: TodoChanges,
+    ) -> BoxFuture<'a, Result<Option<Todo>, StoreError>>;
+    fn delete<'a>(
+        &'a self,
+        stage: &'a Stage,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn set_all_completed<'a>(
+        &'a self,
+        stage: &'a Stage,
+        completed: bool,
+    ) -> BoxFuture<'a, Result<Vec<Todo>, StoreError>>;
+    fn delete_completed<'a>(&'a self, stage: &'a Stage)
+    -> BoxFuture<'a, Result<usize, StoreError>>;
 
-/// Handle to the todo database; cheap to clone (shared connection).
+    /// The backend for one request, given the API Gateway stage that received it
+    /// (`None` outside Lambda) and a lookup of its stage variables.
+    /// `Ok(None)`: this backend serves every request as it is.
+    fn for_request(
+        &self,
+        _gateway_stage: Option<&str>,
+        _stage_variable: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Arc<dyn Backend>>, StageConfigError> {
+        Ok(None)
+    }
+}
+
+/// Handle to the todo storage; cheap to clone (shared connection or client).
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    backend: Arc<dyn Backend>,
 }
 
 impl std::fmt::Debug for Store {
@@ -56,55 +127,48 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database file at `path` and its schema.
+    /// Opens (creating if needed) the SQLite database file at `path` and its schema.
     /// The special path `:memory:` gives a private in-memory database.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
-        let path = path.as_ref();
-        if path.as_os_str() == ":memory:" {
-            return Self::open_in_memory();
-        }
-        let conn = Connection::open(path)?;
-        // WAL lets a second process (e.g. a test inspecting the file) read while
-        // we write; the busy timeout rides out short locks instead of failing.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        Self::init(conn)
+        Ok(Store::from_backend(sqlite::Sqlite::open(path.as_ref())?))
     }
 
-    /// A fresh private in-memory database, for tests and throwaway demos.
+    /// A fresh private in-memory SQLite database, for tests and throwaway demos.
     pub fn open_in_memory() -> Result<Store, StoreError> {
-        Self::init(Connection::open_in_memory()?)
+        Ok(Store::from_backend(sqlite::Sqlite::open_in_memory()?))
     }
 
-    fn init(conn: Connection) -> Result<Store, StoreError> {
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+    /// DynamoDB through `client`, in the table `table` names (a fixed table, or
+    /// the one a stage variable of each request names).
+    pub fn dynamodb(client: aws_sdk_dynamodb::Client, table: TableSource) -> Store {
+        Store::from_backend(dynamodb::Dynamo::new(client, table))
     }
 
-    /// Runs `f` with the connection on the blocking thread pool.
-    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
-    {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::WorkerFailed("the connection lock is poisoned".into()))?;
-            f(&mut guard).map_err(StoreError::from)
-        })
-        .await
-        .map_err(|e| StoreError::WorkerFailed(e.to_string()))?
+    fn from_backend(backend: impl Backend) -> Store {
+        Store {
+            backend: Arc::new(backend),
+        }
+    }
+
+    /// The store that serves one request. For a DynamoDB store whose table comes
+    /// from a stage variable this picks the table of `gateway_stage`; every other
+    /// store answers with itself.
+    pub fn for_request(
+        &self,
+        gateway_stage: Option<&str>,
+        stage_variable: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Store, StageConfigError> {
+        Ok(
+            match self.backend.for_request(gateway_stage, stage_variable)? {
+                Some(backend) => Store { backend },
+                None => self.clone(),
+            },
+        )
     }
 
     /// All todos of `stage` in creation order.
     pub async fn list(&self, stage: &Stage) -> Result<Vec<Todo>, StoreError> {
-        let stage = stage.as_str().to_owned();
-        self.with_conn(move |conn| list_in(conn, &stage)).await
+        self.backend.list(stage).await
     }
 
     /// Inserts a new todo and returns it.
@@ -114,35 +178,12 @@ impl Store {
         title: Title,
         completed: bool,
     ) -> Result<Todo, StoreError> {
-        let stage = stage.as_str().to_owned();
-        let todo = Todo {
-            id: new_id(),
-            title: title.into_string(),
-            completed,
-            created_at: now_timestamp(),
-        };
-        self.with_conn(move |conn| {
-            conn.execute(
-                "INSERT INTO todos (stage, id, title, completed, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![stage, todo.id, todo.title, todo.completed, todo.created_at],
-            )?;
-            Ok(todo)
-        })
-        .await
+        self.backend.create(stage, title, completed).await
     }
 
     /// One todo, or `None` when `id` does not exist in `stage`.
     pub async fn get(&self, stage: &Stage, id: &str) -> Result<Option<Todo>, StoreError> {
-        let (stage, id) = (stage.as_str().to_owned(), id.to_owned());
-        self.with_conn(move |conn| {
-            conn.query_row(
-                &format!("SELECT {COLUMNS} FROM todos WHERE stage = ?1 AND id = ?2"),
-                params![stage, id],
-                todo_from_row,
-            )
-            .optional()
-        })
-        .await
+        self.backend.get(stage, id).await
     }
 
     /// Applies `changes` to one todo; `None` when it does not exist.
@@ -152,83 +193,28 @@ impl Store {
         id: &str,
         changes: TodoChanges,
     ) -> Result<Option<Todo>, StoreError> {
-        let (stage, id) = (stage.as_str().to_owned(), id.to_owned());
-        let title = changes.title.map(Title::into_string);
-        let completed = changes.completed;
-        self.with_conn(move |conn| {
-            conn.query_row(
-                &format!(
-                    "UPDATE todos SET title = COALESCE(?3, title), completed = COALESCE(?4, completed)
-                     WHERE stage = ?1 AND id = ?2 RETURNING {COLUMNS}"
-                ),
-                params![stage, id, title, completed],
-                todo_from_row,
-            )
-            .optional()
-        })
-        .await
+        self.backend.update(stage, id, changes).await
     }
 
     /// Deletes one todo; `false` when it did not exist.
     pub async fn delete(&self, stage: &Stage, id: &str) -> Result<bool, StoreError> {
-        let (stage, id) = (stage.as_str().to_owned(), id.to_owned());
-        self.with_conn(move |conn| {
-            let n = conn.execute(
-                "DELETE FROM todos WHERE stage = ?1 AND id = ?2",
-                params![stage, id],
-            )?;
-            Ok(n > 0)
-        })
-        .await
+        self.backend.delete(stage, id).await
     }
 
-    /// Sets `completed` on every todo of `stage` and returns the resulting list,
-    /// in one transaction so the list reflects exactly this change.
+    /// Sets `completed` on every todo of `stage` and returns the resulting list
+    /// in creation order.
     pub async fn set_all_completed(
         &self,
         stage: &Stage,
         completed: bool,
     ) -> Result<Vec<Todo>, StoreError> {
-        let stage = stage.as_str().to_owned();
-        self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
-            tx.execute(
-                "UPDATE todos SET completed = ?2 WHERE stage = ?1",
-                params![stage, completed],
-            )?;
-            let todos = list_in(&tx, &stage)?;
-            tx.commit()?;
-            Ok(todos)
-        })
-        .await
+        self.backend.set_all_completed(stage, completed).await
     }
 
     /// Deletes every completed todo of `stage`; returns how many were deleted.
     pub async fn delete_completed(&self, stage: &Stage) -> Result<usize, StoreError> {
-        let stage = stage.as_str().to_owned();
-        self.with_conn(move |conn| {
-            conn.execute(
-                "DELETE FROM todos WHERE stage = ?1 AND completed = 1",
-                params![stage],
-            )
-        })
-        .await
+        self.backend.delete_completed(stage).await
     }
-}
-
-fn list_in(conn: &Connection, stage: &str) -> Result<Vec<Todo>, rusqlite::Error> {
-    let mut stmt = conn.prepare_cached(LIST_SQL)?;
-    let rows = stmt.query_map(params![stage], todo_from_row)?;
-    rows.collect()
-}
-
-fn todo_from_row(row: &Row<'_>) -> Result<Todo, rusqlite::Error> {
-    Ok(Todo {
-        id: row.get(0)?,
-        title: row.get(1)?,
-        completed: row.get(2)?,
-        created_at: row.get(3)?,
-    })
 }
 
 #[cfg(test)]
@@ -271,5 +257,12 @@ mod tests {
         assert_eq!(store.delete_completed(&dev).await.unwrap(), 2);
         assert!(!store.delete(&dev, &a.id).await.unwrap());
         assert!(store.get(&dev, &b.id).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn sqlite_ignores_stage_variables() {
+        let store = Store::open_in_memory().unwrap();
+        assert!(store.for_request(Some("dev"), &|_| None).is_ok());
+        assert!(store.for_request(None, &|_| None).is_ok());
     }
 }

@@ -4,6 +4,8 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use api::Store;
 use reqwest::{Response, StatusCode};
@@ -16,6 +18,46 @@ pub struct Server {
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// The moto server behind a DynamoDB store, shared by the tests running now.
+    _moto: Option<Arc<testkit::Server>>,
+}
+
+/// True in the test binary that runs the contract suite against DynamoDB
+/// (`http_api_dynamodb.rs` includes `http_api.rs` unchanged).
+pub fn dynamodb_wanted() -> bool {
+    env!("CARGO_CRATE_NAME").ends_with("dynamodb")
+}
+
+/// One moto for the tests of this binary that run at the same time; it stops
+/// when the last of them drops its handle (also when a test fails).
+pub fn shared_moto() -> Arc<testkit::Server> {
+    static MOTO: Mutex<Weak<testkit::Server>> = Mutex::new(Weak::new());
+    let mut guard = MOTO.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(moto) = guard.upgrade() {
+        return moto;
+    }
+    let moto = Arc::new(testkit::moto().expect("start moto (run scripts/setup.sh)"));
+    *guard = Arc::downgrade(&moto);
+    moto
+}
+
+/// A DynamoDB client for a local moto server.
+pub fn dynamodb_client(moto: &testkit::Server) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(&testkit::sdk_config(&moto.url))
+}
+
+/// A fresh, empty table on moto with the store's key schema.
+pub async fn fresh_table(client: &aws_sdk_dynamodb::Client) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let table = format!(
+        "todos-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    api::create_dynamodb_table(client, &table)
+        .await
+        .expect("create table");
+    table
 }
 
 impl Server {
@@ -38,11 +80,28 @@ impl Server {
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             task: Some(task),
+            _moto: None,
         }
     }
 
+    /// A server on an empty store: in-memory SQLite, or a fresh DynamoDB table
+    /// on moto in the DynamoDB run of the suite.
     pub async fn in_memory() -> Server {
+        if dynamodb_wanted() {
+            return Server::dynamodb().await;
+        }
         Server::start(Store::open_in_memory().expect("in-memory store")).await
+    }
+
+    /// A server on a fresh DynamoDB table on (shared) moto.
+    pub async fn dynamodb() -> Server {
+        let moto = shared_moto();
+        let client = dynamodb_client(&moto);
+        let table = fresh_table(&client).await;
+        let mut server =
+            Server::start(Store::dynamodb(client, api::TableSource::Fixed(table))).await;
+        server._moto = Some(moto);
+        server
     }
 
     /// Stops the server and waits until it has fully shut down.

@@ -1,0 +1,532 @@
+//! DynamoDB persistence: what the Lambda function behind API Gateway uses.
+//!
+//! # Table design
+//!
+//! One table per API Gateway stage (the stage variable `tableName` names it), so
+//! dev and prod data live apart and IAM can grant each alias only its table.
+//!
+//! | attribute   | type | role                                                        |
+//! |-------------|------|-------------------------------------------------------------|
+//! | `pk`        | S    | partition key: `stage#<stage>`, one item collection per list |
+//! | `sk`        | S    | sort key: the todo's id, a UUID v7 (sorts in creation order) |
+//! | `title`     | S    |                                                             |
+//! | `completed` | BOOL |                                                             |
+//! | `createdAt` | S    | RFC 3339, derived from the id's own timestamp               |
+//!
+//! Why: the list is one `Query` on `pk` in key order, which is creation order
+//! because the id is time-ordered (no sort in memory, no index, no Scan);
+//! get/patch/delete address the item directly by `(pk, id)`. Keeping the stage
+//! in `pk` also keeps stages apart when one table serves several stages (a
+//! local `todo-api --store dynamodb --table t`). The cost of the design is one
+//! partition per stage's list, which is what a single shared todo list is;
+//! DynamoDB's adaptive capacity serves ~1000 writes/s and ~3000 strongly
+//! consistent reads/s on one partition key.
+//!
+//! # Concurrency
+//!
+//! - create: `PutItem` with `attribute_not_exists(sk)` (never overwrites).
+//! - patch/delete: conditional on `attribute_exists(sk)`, so a todo deleted
+//!   concurrently is a 404, never resurrected as a partial item.
+//! - toggle-all: `Query` (every page), then one conditional `UpdateItem` per
+//!   todo not yet in the wanted state, 16 in flight. Each write keeps a
+//!   concurrent title change, skips a concurrently deleted todo, and the answer
+//!   is built from what each write returned (`ALL_NEW`).
+//! - clear-completed: `Query` with a filter, then one `DeleteItem` per todo
+//!   conditional on `completed = true`: a todo reopened meanwhile stays, and the
+//!   count is what this request deleted.
+//!
+//! `BatchWriteItem` is deliberately not used: it cannot carry conditions, so a
+//! batch delete would remove a todo reopened a moment earlier, and a batch put
+//! would overwrite concurrent edits. `TransactWriteItems` (100 items) would make
+//! a whole chunk fail on one concurrent delete and costs twice the write units;
+//! per-item conditional writes give each todo exactly the semantics the
+//! contract describes. Reads are strongly consistent so a write is visible to
+//! the next request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use futures_util::{StreamExt, TryStreamExt, stream};
+
+use super::{Backend, BoxFuture, StageConfigError, StoreError};
+use crate::model::{Stage, Title, Todo, TodoChanges, new_todo};
+
+/// How many single-item writes a bulk operation keeps in flight.
+const BULK_CONCURRENCY: usize = 16;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Which table a DynamoDB store uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableSource {
+    /// Always this table (local runs, tests).
+    Fixed(String),
+    /// The table named by this API Gateway stage variable of each request
+    /// (`tableName` in the Lambda function): one table per stage.
+    StageVariable(String),
+}
+
+/// Where a resolved table name came from, for error messages and logs.
+#[derive(Debug, Clone)]
+struct Origin {
+    stage: String,
+    variable: String,
+}
+
+pub(super) struct Dynamo {
+    client: Client,
+    source: TableSource,
+    origin: Option<Origin>,
+}
+
+/// DynamoDB's rule for table names: 3 to 255 of `a-z A-Z 0-9 _ - .`.
+pub fn is_valid_table_name(name: &str) -> bool {
+    (3..=255).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Creates a table with this module's key schema (`pk` HASH, `sk` RANGE, both
+/// strings; on-demand capacity) and waits until it is active: for tests, local
+/// runs and as the reference for infrastructure code.
+pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        TableStatus,
+    };
+    let fail = |operation: &'static str, detail: String| StoreError::Dynamo {
+        operation,
+        table: table.to_owned(),
+        detail,
+    };
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| fail("CreateTable", e.to_string()))
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(|e| fail("CreateTable", e.to_string()))
+    };
+    client
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(attr("pk")?)
+        .attribute_definitions(attr("sk")?)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .map_err(|e| fail("CreateTable", DisplayErrorContext(&e).to_string()))?;
+    for _ in 0..600 {
+        let out = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| fail("DescribeTable", DisplayErrorContext(&e).to_string()))?;
+        if out.table.and_then(|t| t.table_status) == Some(TableStatus::Active) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(fail(
+        "DescribeTable",
+        "the table did not become ACTIVE within 60 s".into(),
+    ))
+}
+
+fn pk(stage: &Stage) -> AttributeValue {
+    AttributeValue::S(format!("stage#{}", stage.as_str()))
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+impl Dynamo {
+    pub(super) fn new(client: Client, source: TableSource) -> Dynamo {
+        Dynamo {
+            client,
+            source,
+            origin: None,
+        }
+    }
+
+    /// The table of this request, or an error when the store still waits for a
+    /// stage variable (only reachable if `for_request` was skipped).
+    fn table(&self) -> Result<&str, StoreError> {
+        match &self.source {
+            TableSource::Fixed(t) => Ok(t),
+            TableSource::StageVariable(var) => Err(StoreError::Dynamo {
+                operation: "table lookup",
+                table: format!("(from stage variable {var})"),
+                detail: "the request was not resolved to a stage's table".into(),
+            }),
+        }
+    }
+
+    /// Turns an SDK error into a [`StoreError`], naming the stage variable when
+    /// the table it names does not exist.
+    fn fail<E>(&self, operation: &'static str, err: SdkError<E>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let table = self.table().unwrap_or("?").to_owned();
+        let missing_table = err.code() == Some("ResourceNotFoundException");
+        let mut detail = DisplayErrorContext(&err).to_string();
+        if missing_table && let Some(o) = &self.origin {
+            detail = format!(
+                "the table does not exist; the stage variable {:?} of API Gateway stage {:?} names it ({detail})",
+                o.variable, o.stage
+            );
+        }
+        StoreError::Dynamo {
+            operation,
+            table,
+            detail,
+        }
+    }
+
+    fn malformed(&self, item: &Item, problem: &str) -> StoreError {
+        let key = match item.get("sk") {
+            Some(AttributeValue::S(k)) => k.clone(),
+            _ => "(no sk)".into(),
+        };
+        StoreError::MalformedItem {
+            table: self.table().unwrap_or("?").to_owned(),
+            key,
+            problem: problem.to_owned(),
+        }
+    }
+
+    fn todo_from_item(&self, item: &Item) -> Result<Todo, StoreError> {
+        let text = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(v)) => Ok(v.clone()),
+            _ => Err(self.malformed(item, &format!("{name} is not a string"))),
+        };
+        let completed = match item.get("completed") {
+            Some(AttributeValue::Bool(b)) => *b,
+            _ => return Err(self.malformed(item, "completed is not a boolean")),
+        };
+        Ok(Todo {
+            id: text("sk")?,
+            title: text("title")?,
+            completed,
+            created_at: text("createdAt")?,
+        })
+    }
+
+    /// Every item of the stage's list in key (= creation) order, following
+    /// `LastEvaluatedKey` across pages (1 MB each). `only_completed` filters on
+    /// the server (the filter does not reduce read units, only the transfer).
+    async fn query_all(
+        &self,
+        stage: &Stage,
+        only_completed: bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        let table = self.table()?;
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", pk(stage))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take());
+            if only_completed {
+                q = q
+                    .filter_expression("completed = :t")
+                    .expression_attribute_values(":t", AttributeValue::Bool(true));
+            }
+            let out = q.send().await.map_err(|e| self.fail("Query", e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    async fn list_todos(&self, stage: &Stage) -> Result<Vec<Todo>, StoreError> {
+        self.query_all(stage, false)
+            .await?
+            .iter()
+            .map(|item| self.todo_from_item(item))
+            .collect()
+    }
+
+    async fn put(&self, stage: &Stage, title: Title, completed: bool) -> Result<Todo, StoreError> {
+        let table = self.table()?;
+        let todo = new_todo(title, completed);
+        self.client
+            .put_item()
+            .table_name(table)
+            .item("pk", pk(stage))
+            .item("sk", s(&todo.id))
+            .item("title", s(&todo.title))
+            .item("completed", AttributeValue::Bool(todo.completed))
+            .item("createdAt", s(&todo.created_at))
+            .condition_expression("attribute_not_exists(sk)")
+            .send()
+            .await
+            .map_err(|e| self.fail("PutItem", e))?;
+        Ok(todo)
+    }
+
+    async fn get_one(&self, stage: &Stage, id: &str) -> Result<Option<Todo>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(self.table()?)
+            .key("pk", pk(stage))
+            .key("sk", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.fail("GetItem", e))?;
+        out.item.map(|item| self.todo_from_item(&item)).transpose()
+    }
+
+    /// Applies `title`/`completed` to an existing todo; `None` when it does not
+    /// exist (or no longer does).
+    async fn update_one(
+        &self,
+        stage: &Stage,
+        id: &str,
+        title: Option<String>,
+        completed: Option<bool>,
+    ) -> Result<Option<Todo>, StoreError> {
+        let mut sets = Vec::new();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(self.table()?)
+            .key("pk", pk(stage))
+            .key("sk", s(id))
+            .condition_expression("attribute_exists(sk)")
+            .return_values(ReturnValue::AllNew);
+        if let Some(title) = title {
+            sets.push("#title = :title");
+            req = req
+                .expression_attribute_names("#title", "title")
+                .expression_attribute_values(":title", s(title));
+        }
+        if let Some(completed) = completed {
+            sets.push("#completed = :completed");
+            req = req
+                .expression_attribute_names("#completed", "completed")
+                .expression_attribute_values(":completed", AttributeValue::Bool(completed));
+        }
+        if sets.is_empty() {
+            return self.get_one(stage, id).await;
+        }
+        match req
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+        {
+            Ok(out) => out
+                .attributes
+                .map(|item| self.todo_from_item(&item))
+                .transpose(),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.fail("UpdateItem", e)),
+        }
+    }
+
+    /// Deletes one todo, optionally only if it is completed; `false` when the
+    /// condition did not hold (absent, or reopened).
+    async fn delete_one(
+        &self,
+        stage: &Stage,
+        id: &str,
+        only_completed: bool,
+    ) -> Result<bool, StoreError> {
+        let mut req = self
+            .client
+            .delete_item()
+            .table_name(self.table()?)
+            .key("pk", pk(stage))
+            .key("sk", s(id));
+        req = if only_completed {
+            req.condition_expression("completed = :t")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+        } else {
+            req.condition_expression("attribute_exists(sk)")
+        };
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.fail("DeleteItem", e)),
+        }
+    }
+
+    async fn toggle_all(&self, stage: &Stage, completed: bool) -> Result<Vec<Todo>, StoreError> {
+        let todos = self.list_todos(stage).await?;
+        // `buffered` keeps the list's order while 16 writes are in flight.
+        let results: Vec<Option<Todo>> = stream::iter(todos)
+            .map(|todo| async move {
+                if todo.completed == completed {
+                    Ok(Some(todo))
+                } else {
+                    self.update_one(stage, &todo.id, None, Some(completed))
+                        .await
+                }
+            })
+            .buffered(BULK_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(results.into_iter().flatten().collect())
+    }
+
+    async fn clear_completed(&self, stage: &Stage) -> Result<usize, StoreError> {
+        let done = self.query_all(stage, true).await?;
+        let mut ids = Vec::with_capacity(done.len());
+        for item in &done {
+            ids.push(self.todo_from_item(item)?.id);
+        }
+        let deleted: Vec<bool> = stream::iter(ids)
+            .map(|id| async move { self.delete_one(stage, &id, true).await })
+            .buffer_unordered(BULK_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(deleted.into_iter().filter(|d| *d).count())
+    }
+}
+
+impl Backend for Dynamo {
+    fn list<'a>(&'a self, stage: &'a Stage) -> BoxFuture<'a, Result<Vec<Todo>, StoreError>> {
+        Box::pin(self.list_todos(stage))
+    }
+
+    fn create<'a>(
+        &'a self,
+        stage: &'a Stage,
+        title: Title,
+        completed: bool,
+    ) -> BoxFuture<'a, Result<Todo, StoreError>> {
+        Box::pin(self.put(stage, title, completed))
+    }
+
+    fn get<'a>(
+        &'a self,
+        stage: &'a Stage,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Todo>, StoreError>> {
+        Box::pin(self.get_one(stage, id))
+    }
+
+    fn update<'a>(
+        &'a self,
+        stage: &'a Stage,
+        id: &'a str,
+        changes: TodoChanges,
+    ) -> BoxFuture<'a, Result<Option<Todo>, StoreError>> {
+        let title = changes.title.map(Title::into_string);
+        Box::pin(self.update_one(stage, id, title, changes.completed))
+    }
+
+    fn delete<'a>(
+        &'a self,
+        stage: &'a Stage,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.delete_one(stage, id, false))
+    }
+
+    fn set_all_completed<'a>(
+        &'a self,
+        stage: &'a Stage,
+        completed: bool,
+    ) -> BoxFuture<'a, Result<Vec<Todo>, StoreError>> {
+        Box::pin(self.toggle_all(stage, completed))
+    }
+
+    fn delete_completed<'a>(
+        &'a self,
+        stage: &'a Stage,
+    ) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(self.clear_completed(stage))
+    }
+
+    fn for_request(
+        &self,
+        gateway_stage: Option<&str>,
+        stage_variable: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Arc<dyn Backend>>, StageConfigError> {
+        let TableSource::StageVariable(variable) = &self.source else {
+            return Ok(None);
+        };
+        let stage = gateway_stage
+            .unwrap_or("(none: the request did not come through API Gateway)")
+            .to_owned();
+        let value = stage_variable(variable).unwrap_or_default();
+        if value.is_empty() {
+            return Err(StageConfigError::MissingVariable {
+                stage,
+                variable: variable.clone(),
+            });
+        }
+        if !is_valid_table_name(&value) {
+            return Err(StageConfigError::InvalidTable {
+                stage,
+                variable: variable.clone(),
+                value,
+            });
+        }
+        Ok(Some(Arc::new(Dynamo {
+            client: self.client.clone(),
+            source: TableSource::Fixed(value),
+            origin: Some(Origin {
+                stage,
+                variable: variable.clone(),
+            }),
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_follow_dynamodb_rules() {
+        for ok in ["abc", "todos-dev", "todo_api.prod", &"a".repeat(255)] {
+            assert!(is_valid_table_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "ab",
+            "todos dev",
+            "todos/dev",
+            "tödos",
+            &"a".repeat(256),
+        ] {
+            assert!(!is_valid_table_name(bad), "{bad}");
+        }
+    }
+}
