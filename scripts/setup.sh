@@ -88,4 +88,20 @@ else
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# 8. The todo API's Lambda build (scripts/build-lambda.sh): the musl target and
+#    musl-gcc, since aws-lc-sys compiles C for the static bootstrap.
+if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+  log "adding rust target x86_64-unknown-linux-musl"
+  rustup target add x86_64-unknown-linux-musl
+fi
+if command -v musl-gcc >/dev/null 2>&1; then
+  log "musl-tools: installed"
+else
+  log "installing musl-tools (musl-gcc, for the Lambda build)"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq musl-tools >/dev/null
+fi
+
 log "ready"
