@@ -3,6 +3,7 @@
 # Every tool already installed at the right version is reused, never rebuilt.
 #
 #   wasm32 target · trunk 0.21.14 · wasm-bindgen-cli (= Cargo.lock) · wasm-opt (npm binaryen)
+#   s3rver (npm, a third S3 implementation for the tests)
 #   moto[server] in .venv · s3s-fs 0.14.1 · Debian chromium + chromium-driver
 set -euo pipefail
 
@@ -59,12 +60,14 @@ else
     || cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary
 fi
 
-# 5. npm tools: wasm-opt (binaryen 132, which trunk accepts) and the TodoMVC stylesheet.
+# 5. npm tools: wasm-opt (binaryen 132, which trunk accepts), the TodoMVC stylesheet and
+#    s3rver (package.json pins each).
 if [ -x node_modules/.bin/wasm-opt ] && node_modules/.bin/wasm-opt --version | grep -q 'version 132' \
-   && [ -f node_modules/todomvc-app-css/index.css ]; then
+   && [ -f node_modules/todomvc-app-css/index.css ] \
+   && grep -q '"version": "3.7.1"' node_modules/s3rver/package.json 2>/dev/null; then
   log "npm tools: installed"
 else
-  log "installing npm tools (binaryen, todomvc-app-css)"
+  log "installing npm tools (binaryen, todomvc-app-css, s3rver)"
   npm install --no-audit --no-fund --loglevel=error
 fi
 

@@ -1,7 +1,8 @@
 //! Starts the real servers the tests run against, each on its own free port on
 //! 127.0.0.1, and stops them when the handle is dropped: moto (S3, CloudFront and the
 //! other AWS control planes), s3s-fs (a second S3 implementation that checks
-//! signatures), the local todo API, and chromedriver driving Debian's chromium.
+//! signatures), s3rver (a third, which does not decode `aws-chunked` bodies), the local
+//! todo API, and chromedriver driving Debian's chromium.
 //!
 //! Nothing here is a mock: these are the programs `scripts/setup.sh` installs.
 
@@ -15,9 +16,10 @@ use anyhow::{Context, Result, bail};
 
 pub mod proxy;
 
-/// Static test credentials; the servers accept them, AWS would not.
-pub const ACCESS_KEY: &str = "testkey";
-pub const SECRET_KEY: &str = "testsecret";
+/// Static test credentials; the servers accept them, AWS would not. They are s3rver's
+/// fixed pair (it accepts no other); moto takes any, and s3s-fs is started with them.
+pub const ACCESS_KEY: &str = "S3RVER";
+pub const SECRET_KEY: &str = "S3RVER";
 pub const REGION: &str = "us-east-1";
 
 /// The repository root.
@@ -195,6 +197,28 @@ pub fn s3s_fs() -> Result<Server> {
 }
 
 /// The local staged todo API (this workspace's `todo-api`), storing into `db`.
+/// s3rver (npm) serving a fresh temporary directory: a third S3 implementation, and
+/// one that, like several S3-compatible stores, does not decode `aws-chunked` bodies.
+/// It checks SigV4 signatures against its fixed credentials ([`ACCESS_KEY`]).
+pub fn s3rver() -> Result<Server> {
+    let bin = repo_root().join("node_modules/.bin/s3rver");
+    if !bin.exists() {
+        bail!("{} is missing; run scripts/setup.sh", bin.display());
+    }
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let mut cmd = Command::new(bin);
+    // Its signature code needs OpenSSL's legacy provider on current Node.
+    cmd.env("NODE_OPTIONS", "--openssl-legacy-provider")
+        .args(["--silent", "--no-vhost-buckets", "-a", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .arg("-d")
+        .arg(dir.path());
+    let mut server = start(cmd, port, "s3rver", "/")?;
+    server._dir = Some(dir);
+    Ok(server)
+}
+
 pub fn todo_api(db: &Path) -> Result<Server> {
     let port = free_port()?;
     let mut cmd = Command::new(workspace_bin("todo-api")?);

@@ -4,7 +4,10 @@
 //! verify upstream). The proxy counts them, remembers method + path + copy source, and
 //! can be told to answer `503 Service Unavailable` from the N-th write on, as a server
 //! falling over half-way through a deploy would, or to every write whose path contains
-//! a given fragment (one failing API call, e.g. a Lambda `UpdateAlias`).
+//! a given fragment (one failing API call, e.g. a Lambda `UpdateAlias`). It can also
+//! play a store that mangles bodies: it rewrites the body of matching PUTs and drops
+//! their checksum headers, as a server that stores `aws-chunked` framing as content
+//! and ignores checksums would.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +28,10 @@ pub struct Seen {
     /// `x-amz-copy-source` for server-side copies.
     pub copy_source: Option<String>,
     pub body_len: usize,
+    /// `Content-Encoding` as sent (`aws-chunked` marks SDK-framed bodies).
+    pub content_encoding: Option<String>,
+    /// `x-amz-checksum-sha256` as sent.
+    pub checksum_sha256: Option<String>,
 }
 
 impl Seen {
@@ -46,6 +53,8 @@ struct Shared {
     delay_reads_ms: AtomicUsize,
     /// Fail every write whose decoded path contains one of these.
     fail_paths: Mutex<Vec<String>>,
+    /// Mangle the body of every PUT whose decoded path contains one of these.
+    mangle_paths: Mutex<Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -116,11 +125,22 @@ impl Proxy {
         }
     }
 
+    /// Store other bytes than were sent for every PUT whose path contains `fragment`
+    /// (until [`Proxy::heal`]): the body goes upstream framed as `aws-chunked` data,
+    /// without its checksum headers. Upstream must not check signatures (moto).
+    pub fn mangle_writes_to(&self, fragment: &str) {
+        if let Ok(mut f) = self.shared.mangle_paths.lock() {
+            f.push(fragment.to_owned());
+        }
+    }
+
     /// Stops every injected failure.
     pub fn heal(&self) {
         self.shared.fail_from_write.store(0, Ordering::SeqCst);
-        if let Ok(mut f) = self.shared.fail_paths.lock() {
-            f.clear();
+        for list in [&self.shared.fail_paths, &self.shared.mangle_paths] {
+            if let Ok(mut f) = list.lock() {
+                f.clear();
+            }
         }
     }
 
@@ -153,15 +173,34 @@ async fn forward(State(ctx): State<Ctx>, req: Request<Body>) -> Response {
             .and_then(|v| v.to_str().ok())
             .map(percent_decode),
         body_len: body.len(),
+        content_encoding: header(&parts.headers, "content-encoding"),
+        checksum_sha256: header(&parts.headers, "x-amz-checksum-sha256"),
     };
     let write = seen.is_write();
-    let targeted = write
-        && ctx
-            .shared
-            .fail_paths
-            .lock()
+    let listed = |list: &Mutex<Vec<String>>| {
+        list.lock()
             .map(|f| f.iter().any(|frag| seen.path.contains(frag.as_str())))
-            .unwrap_or(false);
+            .unwrap_or(false)
+    };
+    let targeted = write && listed(&ctx.shared.fail_paths);
+    let mangled = parts.method == Method::PUT && listed(&ctx.shared.mangle_paths);
+    let mut headers = parts.headers;
+    let body = if mangled {
+        let checksums: Vec<_> = headers
+            .keys()
+            .filter(|n| n.as_str().starts_with("x-amz-checksum-") || *n == "content-md5")
+            .cloned()
+            .collect();
+        for name in checksums {
+            headers.remove(name);
+        }
+        let mut framed = format!("{:x};chunk-signature=0\r\n", body.len()).into_bytes();
+        framed.extend_from_slice(&body);
+        framed.extend_from_slice(b"\r\n0\r\n\r\n");
+        Bytes::from(framed)
+    } else {
+        body
+    };
     if let Ok(mut s) = ctx.shared.seen.lock() {
         s.push(seen);
     }
@@ -182,7 +221,7 @@ async fn forward(State(ctx): State<Ctx>, req: Request<Body>) -> Response {
             tokio::time::sleep(std::time::Duration::from_millis(delay as u64)).await;
         }
     }
-    match send(&ctx, parts.method, &parts.uri, parts.headers, body).await {
+    match send(&ctx, parts.method, &parts.uri, headers, body).await {
         Ok(r) => r,
         Err(e) => status(StatusCode::BAD_GATEWAY, &e.to_string()),
     }
@@ -195,9 +234,12 @@ async fn send(
     mut headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
-    // The body is forwarded whole; the client library frames it again (same length).
-    headers.remove("content-length");
+    // The body is forwarded whole, with the length it was sent with (signed, and an
+    // empty body must still say `content-length: 0`); a mangled one with its own.
     headers.remove("transfer-encoding");
+    if let Ok(len) = axum::http::HeaderValue::from_str(&body.len().to_string()) {
+        headers.insert("content-length", len);
+    }
     let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let url = format!("{}{path_and_query}", ctx.upstream);
     let upstream = ctx
@@ -215,6 +257,13 @@ async fn send(
     }
     let bytes = upstream.bytes().await?;
     Ok(builder.body(Body::from(bytes))?)
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn status(code: StatusCode, msg: &str) -> Response {
