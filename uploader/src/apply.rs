@@ -29,7 +29,7 @@ use crate::lock::{Lock, LockError};
 use crate::plan::{self, Action, Desired, Plan, PlanOptions, Source, Write};
 use crate::progress::Progress;
 use crate::state::{HistoryEntry, Keys, Release, StageState};
-use crate::store::{Bucket, StoreError, normalise_etag};
+use crate::store::{Bucket, StoreError, Stored, is_plain_md5, normalise_etag};
 use crate::{Error, invalidate};
 
 /// How to run (the command-line flags shared by deploy, promote and rollback).
@@ -151,11 +151,12 @@ async fn run(
 ) -> Result<Report, Error> {
     let started = Instant::now();
     let stage = target.stage;
-    let bucket = Bucket::new(clients.s3.clone(), &stage.bucket);
+    let bucket = Bucket::for_stage(clients, stage);
     let keys = Keys::new(&stage.name);
 
     // Read-only pass: a no-op or a dry run ends here, without a lock or any write.
-    let (state, repaired, seen) = load_state(&bucket, &keys, stage, opts.verify, None).await?;
+    let (state, repaired, seen) =
+        load_state(&bucket, &keys, stage, opts.verify, &target.desired, None).await?;
     let plan = plan_for(&target, &state, opts)?;
     let mut report = Report {
         stage: stage.name.clone(),
@@ -232,7 +233,15 @@ async fn execute(
     let stage = target.stage;
     // Under the lock the manifest is authoritative; plan again from it (reusing the
     // first pass's listing when the manifest has not changed since).
-    let (state, repaired, _) = load_state(bucket, keys, stage, opts.verify, Some(seen)).await?;
+    let (state, repaired, _) = load_state(
+        bucket,
+        keys,
+        stage,
+        opts.verify,
+        &target.desired,
+        Some(seen),
+    )
+    .await?;
     let plan = plan_for(target, &state, opts)?;
     report.repaired = repaired;
     report.previous_release = state.current.clone();
@@ -287,7 +296,7 @@ async fn execute(
     report.preserved = plan.preserves.len();
 
     // Writes, phase by phase; the first failure stops before any later phase.
-    let mut etags: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut stored: BTreeMap<String, Stored> = BTreeMap::new();
     let mut progress = Progress::new("write", plan.writes.len() as u64, opts.quiet);
     for (phase, actions) in plan.phases() {
         tracing::debug!(?phase, count = actions.len(), "phase");
@@ -295,9 +304,16 @@ async fn execute(
             .map(|a| write(bucket, &stage.prefix, a))
             .buffer_unordered(opts.concurrency.max(1));
         while let Some(result) = results.next().await {
-            let (path, etag) = result?;
+            let (path, written) = match result {
+                Ok(done) => done,
+                Err(e) => {
+                    drop(results);
+                    undo_corrupted(bucket, keys, stage, &state, &e).await;
+                    return Err(e);
+                }
+            };
             progress.inc(path);
-            etags.insert(path.to_owned(), etag);
+            stored.insert(path.to_owned(), written);
         }
     }
     progress.finish();
@@ -319,9 +335,12 @@ async fn execute(
 
     // Invalidate, then record: a failed invalidation is remembered and retried.
     let mut next = plan.next_state.clone();
-    for (path, etag) in etags {
+    for (path, written) in stored {
         if let Some(entry) = next.objects.get_mut(&path) {
-            entry.etag = etag.map(|e| normalise_etag(&e));
+            entry.etag = written.etag;
+            if written.md5.is_some() {
+                entry.md5 = written.md5;
+            }
         }
     }
     let mut pending: Vec<String> = state.pending_invalidation.clone();
@@ -355,17 +374,57 @@ async fn write<'a>(
     bucket: &Bucket,
     prefix: &str,
     a: &'a Action,
-) -> Result<(&'a str, Option<String>), Error> {
+) -> Result<(&'a str, Stored), Error> {
     let key = format!("{prefix}{}", a.path);
-    let etag = match &a.write {
-        Write::Headers => bucket.update_headers(&key, &a.headers).await?,
+    let copied = |etag: Option<String>| Stored {
+        etag: etag.map(|e| normalise_etag(&e)),
+        md5: None,
+    };
+    let stored = match &a.write {
+        Write::Headers => copied(bucket.update_headers(&key, &a.headers).await?),
         Write::Put { source, size } => match source {
-            Source::File(abs) => bucket.put_file(&key, abs, *size, &a.headers).await?,
+            Source::File(abs) => {
+                bucket
+                    .put_file(&key, abs, *size, &a.sha256, &a.headers)
+                    .await?
+            }
             Source::Bytes(bytes) => bucket.put_bytes(&key, bytes.clone(), &a.headers).await?,
-            Source::Copy { bucket: b, key: k } => bucket.copy_from(b, k, &key, &a.headers).await?,
+            Source::Copy { bucket: b, key: k } => {
+                copied(bucket.copy_from(b, k, &key, &a.headers).await?)
+            }
         },
     };
-    Ok((&a.path, etag))
+    Ok((&a.path, stored))
+}
+
+/// After a write the server stored wrongly ([`StoreError::Corrupted`]), puts the path
+/// back as it was: the previous content from its preserved copy, or no object for a
+/// path that is new, so visitors never get the mangled bytes. Best effort: a failure
+/// here is logged, and the next run repairs the path from the manifest.
+async fn undo_corrupted(
+    bucket: &Bucket,
+    keys: &Keys,
+    stage: &Stage,
+    state: &StageState,
+    e: &Error,
+) {
+    let Error::Store(StoreError::Corrupted { key, .. }) = e else {
+        return;
+    };
+    let Some(path) = key.strip_prefix(stage.prefix.as_str()) else {
+        return;
+    };
+    let undone = match state.objects.get(path) {
+        None => bucket.delete(key).await,
+        Some(old) => bucket
+            .copy_from(bucket.name(), &keys.blob(&old.sha256), key, &old.headers)
+            .await
+            .map(|_| ()),
+    };
+    match undone {
+        Ok(()) => tracing::warn!(%key, "the mangled object was replaced by what was there before"),
+        Err(err) => tracing::warn!(%key, "could not put back what was there before: {err}"),
+    }
 }
 
 /// What [`load_state`] read: the manifest as stored and, when it listed, the listing.
@@ -386,6 +445,7 @@ pub async fn load_state(
     keys: &Keys,
     stage: &Stage,
     verify: bool,
+    desired: &[Desired],
     earlier: Option<Seen>,
 ) -> Result<(StageState, usize, Seen), Error> {
     let stored = match bucket.get_bytes(&keys.state()).await? {
@@ -419,7 +479,9 @@ pub async fn load_state(
         }) if before == stored => listing,
         _ => bucket.list(&stage.prefix).await?,
     };
-    let drifted = reconcile(&mut state, &stage.prefix, &listing);
+    fill_missing_md5(&mut state, desired).await?;
+    let (mut drifted, to_read) = reconcile(&mut state, &stage.prefix, &listing);
+    drifted += drop_wrong_content(bucket, &stage.prefix, &mut state, to_read).await?;
     if drifted > 0 {
         tracing::warn!(stage = %stage.name, drifted, "objects changed or missing behind our back; they will be put back");
     }
@@ -443,24 +505,125 @@ fn plan_for(target: &Target<'_>, state: &StageState, opts: &RunOptions) -> Resul
         .map_err(|r| Error::Refused(r.to_string()))
 }
 
-/// Drops from the manifest every object the listing shows missing or changed (by ETag),
-/// so the planner writes it again. Returns how many were dropped.
-pub fn reconcile(state: &mut StageState, prefix: &str, listing: &[crate::store::Listed]) -> usize {
+/// Drops from the manifest every object the listing shows missing or changed, so the
+/// planner writes it again. Returns how many were dropped, and the paths whose listing
+/// cannot settle it without reading the object.
+///
+/// An object is unchanged when its size matches and its listed ETag is the MD5 of the
+/// content the manifest records (both known: a plain-MD5 ETag and a recorded MD5), else
+/// when its ETag is the one recorded at upload time. A plain-MD5-looking ETag that is
+/// not the content's MD5 yet is the one recorded is either a server whose ETags are not
+/// MD5s (SSE-KMS) or bytes an older uploader stored wrongly: only the content can tell.
+pub fn reconcile(
+    state: &mut StageState,
+    prefix: &str,
+    listing: &[crate::store::Listed],
+) -> (usize, Vec<String>) {
     let listed: BTreeMap<&str, &crate::store::Listed> =
         listing.iter().map(|l| (l.key.as_str(), l)).collect();
     let before = state.objects.len();
+    let mut to_read = Vec::new();
     state.objects.retain(|path, entry| {
         let key = format!("{prefix}{path}");
-        match listed.get(key.as_str()) {
-            None => false,
-            Some(l) => match (&entry.etag, &l.etag) {
-                (Some(ours), Some(theirs)) => ours == theirs && l.size == entry.size,
-                _ => l.size == entry.size,
-            },
+        let Some(l) = listed.get(key.as_str()) else {
+            return false;
+        };
+        if l.size != entry.size {
+            return false;
+        }
+        match (&l.etag, &entry.md5, &entry.etag) {
+            (Some(theirs), Some(md5), recorded) if is_plain_md5(theirs) => {
+                if theirs.eq_ignore_ascii_case(md5) {
+                    true
+                } else if recorded.as_ref() == Some(theirs) {
+                    to_read.push(path.clone());
+                    true
+                } else {
+                    false
+                }
+            }
+            (Some(theirs), _, Some(ours)) => ours == theirs,
+            _ => true,
         }
     });
     state.in_progress = None;
-    before - state.objects.len()
+    (before - state.objects.len(), to_read)
+}
+
+/// Reads each of `paths` and drops from the manifest those whose content is not the
+/// recorded SHA-256 (see [`reconcile`]). Returns how many were dropped.
+async fn drop_wrong_content(
+    bucket: &Bucket,
+    prefix: &str,
+    state: &mut StageState,
+    paths: Vec<String>,
+) -> Result<usize, Error> {
+    let expected: Vec<(String, String)> = paths
+        .into_iter()
+        .filter_map(|p| state.objects.get(&p).map(|e| (p, e.sha256.clone())))
+        .collect();
+    let checked: Vec<Result<(String, bool), StoreError>> = futures::stream::iter(expected)
+        .map(|(path, sha256)| async move {
+            let bytes = bucket.get_bytes(&format!("{prefix}{path}")).await?;
+            let same = bytes.is_some_and(|b| crate::local::hash_bytes(&b) == sha256);
+            Ok((path, same))
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut dropped = 0;
+    for result in checked {
+        let (path, same) = result?;
+        if !same {
+            state.objects.remove(&path);
+            dropped += 1;
+        }
+    }
+    Ok(dropped)
+}
+
+/// Fills in the content MD5 of manifest entries that lack it (manifests written before
+/// it was recorded) from the release's own files, so `--verify` can check every listed
+/// ETag against content rather than against what an upload once reported.
+async fn fill_missing_md5(state: &mut StageState, desired: &[Desired]) -> Result<(), Error> {
+    let by_path: BTreeMap<&str, &Desired> = desired.iter().map(|d| (d.path.as_str(), d)).collect();
+    let wanted: Vec<(String, Source)> = state
+        .objects
+        .iter()
+        .filter(|(_, e)| e.md5.is_none())
+        .filter_map(|(path, e)| {
+            by_path
+                .get(path.as_str())
+                .filter(|d| d.sha256 == e.sha256)
+                .map(|d| (path.clone(), d.source.clone()))
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let sums = tokio::task::spawn_blocking(move || {
+        wanted
+            .into_iter()
+            .filter_map(|(path, source)| match source {
+                Source::File(abs) => Some(crate::local::md5_file(&abs).map(|m| (path, m))),
+                Source::Bytes(bytes) => {
+                    Some(Ok((path, crate::store::Digests::of(&bytes).md5_hex())))
+                }
+                Source::Copy { .. } => None,
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| crate::local::LocalError::Io {
+        path: "the build output".into(),
+        source: std::io::Error::other(e),
+    })??;
+    for (path, md5) in sums {
+        if let Some(entry) = state.objects.get_mut(&path) {
+            entry.md5 = Some(md5);
+        }
+    }
+    Ok(())
 }
 
 async fn write_state(bucket: &Bucket, keys: &Keys, state: &StageState) -> Result<(), Error> {
@@ -541,6 +704,7 @@ mod tests {
             size,
             headers: Default::default(),
             etag: Some(etag.into()),
+            md5: None,
             release: "r1".into(),
         }
     }
@@ -569,8 +733,40 @@ mod tests {
                 etag: None,
             },
         ];
-        assert_eq!(reconcile(&mut state, "dev/", &listing), 2);
+        assert_eq!(reconcile(&mut state, "dev/", &listing), (2, vec![]));
         assert_eq!(state.objects.keys().collect::<Vec<_>>(), ["same.txt"]);
         assert!(state.in_progress.is_none());
+    }
+
+    #[test]
+    fn reconcile_checks_md5_etags_against_the_content_and_reads_what_it_cannot_settle() {
+        let good = crate::store::Digests::of(b"good").md5_hex();
+        let mangled = crate::store::Digests::of(b"C;chunk-signature=0\r\ngood").md5_hex();
+        let mut state = StageState::empty("dev");
+        let mut entry = obj(&good, 4);
+        entry.md5 = Some(good.clone());
+        state.objects.insert("right.txt".into(), entry.clone());
+        // Changed behind our back: neither the content's MD5 nor the recorded ETag.
+        state.objects.insert("changed.txt".into(), entry.clone());
+        // Recorded with the ETag the server gave (an older uploader believed it, or the
+        // server's ETags are not MD5s): only reading the object can tell.
+        entry.etag = Some(mangled.clone());
+        state.objects.insert("ambiguous.txt".into(), entry);
+        let listed = |key: &str, etag: &str| Listed {
+            key: key.into(),
+            size: 4,
+            etag: Some(etag.into()),
+        };
+        let listing = vec![
+            listed("dev/right.txt", &good),
+            listed("dev/changed.txt", &mangled),
+            listed("dev/ambiguous.txt", &mangled),
+        ];
+        let (drifted, to_read) = reconcile(&mut state, "dev/", &listing);
+        assert_eq!((drifted, to_read), (1, vec!["ambiguous.txt".to_owned()]));
+        assert_eq!(
+            state.objects.keys().collect::<Vec<_>>(),
+            ["ambiguous.txt", "right.txt"]
+        );
     }
 }

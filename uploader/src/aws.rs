@@ -43,8 +43,15 @@ impl Clients {
         } else {
             shared
         };
+        // The SDK's own request checksums travel as an `aws-chunked` trailer, which
+        // servers that do not decode it store as the content. The store sends its own
+        // SHA-256 as a plain header instead (see `store`), so the SDK computes one only
+        // where an operation requires it (DeleteObjects), as a header.
         let s3_config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(force_path_style())
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
             .build();
         Self {
             s3: aws_sdk_s3::Client::from_conf(s3_config),

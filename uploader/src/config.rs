@@ -19,6 +19,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::headers::HeaderRule;
+use crate::store::RequestChecksums;
+
+/// The SDK's environment variable for [`RequestChecksums`]; it wins over the file.
+pub const CHECKSUM_ENV: &str = "AWS_REQUEST_CHECKSUM_CALCULATION";
 
 /// Everything that can be wrong with the configuration; each message names the fix.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +71,10 @@ struct RawConfig {
     /// Per-glob header overrides for every stage (later rules win).
     #[serde(default)]
     headers: Vec<HeaderRule>,
+    /// `when_supported` (default) or `when_required`: whether uploads carry an
+    /// `x-amz-checksum-sha256` header (the SDK setting's name and values; the
+    /// `AWS_REQUEST_CHECKSUM_CALCULATION` environment variable overrides it).
+    request_checksum_calculation: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +138,8 @@ pub struct Stage {
     pub headers: Vec<HeaderRule>,
     /// The API side, when the stage names one (`[stages.NAME.api]`).
     pub api: Option<StageApi>,
+    /// Whether uploads carry a checksum header (`request_checksum_calculation`).
+    pub checksums: RequestChecksums,
 }
 
 /// A stage's API side, resolved: API Gateway stage `stage` of REST API `rest_api_id`
@@ -174,6 +184,7 @@ pub struct Config {
     /// resolved stage's values are expanded, so a CI job deploying `dev` does not need
     /// prod's variables.
     env: BTreeMap<String, String>,
+    checksums: RequestChecksums,
 }
 
 impl Config {
@@ -212,10 +223,19 @@ impl Config {
                 message: format!("previews pattern `{pattern}`: {e}"),
             })?;
         }
+        let checksums = checksum_setting(
+            env(CHECKSUM_ENV),
+            raw.request_checksum_calculation.as_deref(),
+        )
+        .map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
         Ok(Self {
             path: path.to_owned(),
             raw,
             env: env_snapshot(env, text),
+            checksums,
         })
     }
 
@@ -276,6 +296,7 @@ impl Config {
                 vars: with_api_base(&s.vars, &s.api_base),
                 headers: self.raw.headers.clone(),
                 api: s.api.as_ref().map(|a| StageApi::from_raw(a, name)),
+                checksums: self.checksums,
             }
         } else if let Some(p) = self.raw.previews.iter().find(|p| matches(&p.pattern, name)) {
             Stage {
@@ -290,6 +311,7 @@ impl Config {
                     .collect(),
                 headers: self.raw.headers.clone(),
                 api: p.api.as_ref().map(|a| StageApi::from_raw(a, name)),
+                checksums: self.checksums,
             }
         } else {
             return Err(ConfigError::UnknownStage {
@@ -507,6 +529,19 @@ fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
     Ok(out)
 }
 
+/// The upload checksum setting: the environment variable over the file's key, else the
+/// default. A value other than the SDK's two is an error naming both places.
+fn checksum_setting(env: Option<String>, file: Option<&str>) -> Result<RequestChecksums, String> {
+    let (value, from) = match (env.as_deref().filter(|v| !v.trim().is_empty()), file) {
+        (Some(v), _) => (v, CHECKSUM_ENV),
+        (None, Some(v)) => (v, "request_checksum_calculation"),
+        (None, None) => return Ok(RequestChecksums::default()),
+    };
+    RequestChecksums::parse(value).ok_or_else(|| {
+        format!("{from} = `{value}`: use `when_supported` (send a SHA-256 checksum with every upload, the default) or `when_required` (send none, for stores that reject checksum headers)")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,6 +586,35 @@ api_base = "https://api.example.com/dev"
         let prod = sample().stage("prod").unwrap();
         assert_eq!(prod.distribution_id.as_deref(), Some("EPROD"));
         assert_eq!(prod.vars["featureFlag"], "on");
+    }
+
+    #[test]
+    fn checksum_setting_from_the_file_and_the_environment_which_wins() {
+        let dev = sample().stage("dev").unwrap();
+        assert_eq!(dev.checksums, RequestChecksums::WhenSupported);
+
+        let text = format!("request_checksum_calculation = \"when_required\"\n{SAMPLE}");
+        let file = Config::parse(&text, Path::new("u.toml"), &env).unwrap();
+        assert_eq!(
+            file.stage("pr-1").unwrap().checksums,
+            RequestChecksums::WhenRequired
+        );
+
+        let over = |name: &str| (name == CHECKSUM_ENV).then(|| "WHEN_SUPPORTED".to_owned());
+        let both = Config::parse(&text, Path::new("u.toml"), &over).unwrap();
+        assert_eq!(
+            both.stage("prod").unwrap().checksums,
+            RequestChecksums::WhenSupported
+        );
+
+        let bad = |name: &str| (name == CHECKSUM_ENV).then(|| "always".to_owned());
+        let err = Config::parse(SAMPLE, Path::new("u.toml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(CHECKSUM_ENV) && err.contains("always") && err.contains("when_required"),
+            "{err}"
+        );
     }
 
     #[test]

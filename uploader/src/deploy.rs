@@ -102,6 +102,7 @@ mod tests {
             vars: [("apiBase".to_owned(), "http://x/dev".to_owned())].into(),
             headers: vec![],
             api: None,
+            checksums: Default::default(),
         };
         let v: serde_json::Value = serde_json::from_slice(&config_json(&stage)).unwrap();
         assert_eq!(

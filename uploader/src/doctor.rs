@@ -160,7 +160,7 @@ pub async fn gather(clients: &Clients, stage: &Stage) -> Facts {
         )
     };
     let config_json = async {
-        let bucket = Bucket::new(clients.s3.clone(), &stage.bucket);
+        let bucket = Bucket::for_stage(clients, stage);
         Lookup::from(bucket.get_bytes(&config_key(stage)).await)
     };
     let (api, origins, config_json) = tokio::join!(api, origins, config_json);
@@ -834,6 +834,7 @@ mod tests {
             vars: [("apiBase".to_owned(), api().url(REGION))].into(),
             headers: vec![],
             api: Some(api()),
+            checksums: Default::default(),
         }
     }
 

@@ -164,12 +164,23 @@ pub fn hash_file(path: &Path) -> Result<(String, u64), LocalError> {
 
 /// [`hash_file`] with a caller's buffer, reused across files.
 fn hash_with(path: &Path, buf: &mut [u8]) -> Result<(String, u64), LocalError> {
+    digest_with::<Sha256>(path, buf)
+}
+
+/// Streams a file through MD5 (what an S3 ETag of a single-part upload is); only
+/// `--verify` needs it, for manifests that did not record it.
+pub fn md5_file(path: &Path) -> Result<String, LocalError> {
+    digest_with::<md5::Md5>(path, &mut vec![0u8; BUF_SIZE]).map(|(hex, _)| hex)
+}
+
+/// Streams a file through a digest; returns (hex digest, size).
+fn digest_with<D: Digest>(path: &Path, buf: &mut [u8]) -> Result<(String, u64), LocalError> {
     let io = |source| LocalError::Io {
         path: path.to_owned(),
         source,
     };
     let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut hasher = Sha256::new();
+    let mut hasher = D::new();
     let mut size = 0u64;
     loop {
         let n = file.read(buf).map_err(io)?;

@@ -559,7 +559,7 @@ async fn run_status(global: &Global) -> anyhow::Result<()> {
 async fn run_preview(global: &Global, args: PreviewArgs) -> anyhow::Result<()> {
     let stage = load_stage(global, &args.stage)?;
     let clients = Clients::load(global.attempts).await;
-    let bucket = uploader::store::Bucket::new(clients.s3.clone(), &stage.bucket);
+    let bucket = uploader::store::Bucket::for_stage(&clients, &stage);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| {

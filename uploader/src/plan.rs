@@ -213,6 +213,10 @@ pub fn plan(
             (None, Some(e)) => e.etag.clone(),
             _ => None,
         };
+        // The content's MD5 stays known while the content does (a header update too).
+        let md5 = existing
+            .filter(|e| e.sha256 == d.sha256)
+            .and_then(|e| e.md5.clone());
         next.objects.insert(
             d.path.clone(),
             ObjectEntry {
@@ -220,6 +224,7 @@ pub fn plan(
                 size: d.size,
                 headers: d.headers.clone(),
                 etag,
+                md5,
                 release: release.to_owned(),
             },
         );

@@ -141,7 +141,7 @@ pub async fn promote(
             None
         }
     };
-    let src_bucket = Bucket::new(clients.s3.clone(), &from.bucket);
+    let src_bucket = Bucket::for_stage(clients, from);
     // Hold the source still while its files are copied.
     let src_lock = if opts.dry_run {
         None
@@ -265,7 +265,7 @@ async fn with_alias(
         report.lambda = Some(mv.planned());
         return Ok(report);
     }
-    let bucket = Bucket::new(clients.s3.clone(), &stage.bucket);
+    let bucket = Bucket::for_stage(clients, stage);
     let lock = Lock::acquire(
         &bucket,
         Keys::new(&stage.name).lock(),
@@ -432,7 +432,7 @@ async fn rollback_target(
     stage: &Stage,
     to: Option<&str>,
 ) -> Result<(Vec<Desired>, Release, Option<String>), Error> {
-    let bucket = Bucket::new(clients.s3.clone(), &stage.bucket);
+    let bucket = Bucket::for_stage(clients, stage);
     let keys = Keys::new(&stage.name);
     let state = read_state(&bucket, stage).await?;
     let recent = state.recent_releases();
@@ -514,7 +514,7 @@ pub struct History {
 }
 
 pub async fn history(clients: &Clients, stage: &Stage) -> Result<History, Error> {
-    let bucket = Bucket::new(clients.s3.clone(), &stage.bucket);
+    let bucket = Bucket::for_stage(clients, stage);
     let state = read_state(&bucket, stage).await?;
     let mut entries = state.history.clone();
     entries.reverse();
@@ -548,7 +548,7 @@ pub async fn destroy(
     if stage.prefix.is_empty() {
         return Err(ReleaseError::NoPrefix(stage.name.clone()).into());
     }
-    let bucket = Bucket::new(clients.s3.clone(), &stage.bucket);
+    let bucket = Bucket::for_stage(clients, stage);
     let keys = Keys::new(&stage.name);
     let objects: Vec<String> = bucket
         .list(&stage.prefix)

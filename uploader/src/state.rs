@@ -63,6 +63,11 @@ pub struct ObjectEntry {
     /// behind our back without reading the content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// The hex MD5 of the content, when known (recorded by single-part uploads): on
+    /// servers whose listing ETags are plain MD5s, `--verify` compares them with this,
+    /// so an object stored wrongly is found even when its ETag was recorded as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
     /// The newest release that contains this object (retention is counted from it).
     pub release: String,
 }

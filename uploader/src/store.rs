@@ -4,6 +4,13 @@
 //! `AWS_PROFILE`, region, credentials), so the same binary talks to AWS, moto or any
 //! other S3 implementation. No ACL is ever sent: objects stay private and the
 //! distribution reads them through its origin access settings.
+//!
+//! Integrity: every body is sent plain, with a known `Content-Length`, never in the
+//! SDK's `aws-chunked` framing (which S3-compatible servers that do not decode it store
+//! as the content). Its SHA-256 goes along as `x-amz-checksum-sha256` (per part for
+//! multipart uploads), so S3 rejects bytes that differ, and every answer is checked:
+//! the checksum the server echoes, or else an ETag that is the plain MD5 of the body.
+//! A server that stored anything else fails the run ([`StoreError::Corrupted`]).
 
 use std::path::Path;
 
@@ -36,6 +43,19 @@ pub enum StoreError {
         /// True for faults worth retrying (5xx, throttling, time-outs, broken connections).
         transient: bool,
     },
+    #[error(
+        "s3://{bucket}/{key}: the server stored other bytes than were sent ({answer}). The object is not recorded as deployed. If this server does not support the checksum headers or the body encoding, see \"S3-compatible servers\" in the README"
+    )]
+    Corrupted {
+        bucket: String,
+        key: String,
+        /// What the server answered, against what was expected.
+        answer: String,
+    },
+    #[error(
+        "{path} changed while it was being deployed (its SHA-256 is no longer the one planned); rerun once the build output is stable"
+    )]
+    ChangedLocally { path: std::path::PathBuf },
     #[error("cannot read {path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -53,6 +73,106 @@ impl StoreError {
             }
         )
     }
+}
+
+/// Whether bodies carry a checksum header, after the SDK's `request_checksum_calculation`
+/// setting (`AWS_REQUEST_CHECKSUM_CALCULATION`, or the config key of the same name).
+/// The SDK's own trailing checksums are never used: they need `aws-chunked` framing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RequestChecksums {
+    /// Send `x-amz-checksum-sha256` with every body (the default; S3 verifies it).
+    #[default]
+    WhenSupported,
+    /// Send no checksum header, for stores that reject them; what the server stored is
+    /// still checked against the MD5 in its ETag where it gives one.
+    WhenRequired,
+}
+
+impl RequestChecksums {
+    /// Parses the SDK's spelling (`when_supported`, `when_required`).
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "when_supported" => Some(Self::WhenSupported),
+            "when_required" => Some(Self::WhenRequired),
+            _ => None,
+        }
+    }
+}
+
+/// The digests of a body as sent, to put in the request and to check the answer with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digests {
+    sha256: [u8; 32],
+    md5: [u8; 16],
+}
+
+impl Digests {
+    pub fn of(bytes: &[u8]) -> Self {
+        use md5::Md5;
+        use sha2::{Digest, Sha256};
+        Self {
+            sha256: Sha256::digest(bytes).into(),
+            md5: Md5::digest(bytes).into(),
+        }
+    }
+
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+
+    /// The `x-amz-checksum-sha256` value: base64 of the raw digest.
+    pub fn sha256_base64(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(self.sha256)
+    }
+
+    pub fn md5_hex(&self) -> String {
+        hex::encode(self.md5)
+    }
+}
+
+/// Checks a server's answer to a PUT (or an UploadPart) against what was sent: the
+/// SHA-256 it echoes when it has one, else its ETag where that is a plain MD5 (as for
+/// every single-part upload to S3 without KMS encryption). `Err` carries the server's
+/// answer for the message. An answer that proves nothing (no checksum, an ETag of
+/// another form) passes: there is nothing to compare without another request.
+pub fn check_stored(
+    sent: &Digests,
+    echoed_sha256: Option<&str>,
+    etag: Option<&str>,
+) -> Result<(), String> {
+    if let Some(echoed) = echoed_sha256.filter(|e| !e.is_empty()) {
+        let ours = sent.sha256_base64();
+        return if echoed == ours {
+            Ok(())
+        } else {
+            Err(format!("it reports SHA-256 {echoed}, the file's is {ours}"))
+        };
+    }
+    match etag.map(normalise_etag) {
+        Some(etag) if is_plain_md5(&etag) && !etag.eq_ignore_ascii_case(&sent.md5_hex()) => {
+            Err(format!(
+                "its ETag {etag} is not the MD5 of the file, {}",
+                sent.md5_hex()
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// True for an ETag that is a hex MD5 (32 hex digits), not a multipart ETag (`…-N`) or
+/// an opaque one.
+pub fn is_plain_md5(etag: &str) -> bool {
+    etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// What a write stored, as proven by the server's answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    pub etag: Option<String>,
+    /// The hex MD5 of the body, for single-part uploads (what `--verify` compares a
+    /// listing's ETags with); `None` for multipart uploads and copies.
+    pub md5: Option<String>,
 }
 
 /// An object as stored: its body and the headers S3 serves it with.
@@ -78,13 +198,18 @@ pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
 pub const PART_SIZE: u64 = 8 * 1024 * 1024;
 /// Multipart uploads in flight at once, which bounds memory to about this many parts.
 const MULTIPART_SLOTS: usize = 2;
+/// Single-part bodies are read whole before they are sent (so the bytes hashed are the
+/// bytes sent); at most this many KiB of them are in memory at once.
+const BODY_BUDGET_KIB: usize = 64 * 1024;
 
 /// One bucket, through one S3 client.
 #[derive(Clone, Debug)]
 pub struct Bucket {
     client: aws_sdk_s3::Client,
     name: String,
+    checksums: RequestChecksums,
     multipart: std::sync::Arc<tokio::sync::Semaphore>,
+    bodies: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Bucket {
@@ -92,7 +217,17 @@ impl Bucket {
         Self {
             client,
             name: name.into(),
+            checksums: RequestChecksums::default(),
             multipart: std::sync::Arc::new(tokio::sync::Semaphore::new(MULTIPART_SLOTS)),
+            bodies: std::sync::Arc::new(tokio::sync::Semaphore::new(BODY_BUDGET_KIB)),
+        }
+    }
+
+    /// A stage's bucket, with the stage's upload settings.
+    pub fn for_stage(clients: &crate::aws::Clients, stage: &crate::config::Stage) -> Self {
+        Self {
+            checksums: stage.checksums,
+            ..Self::new(clients.s3.clone(), &stage.bucket)
         }
     }
 
@@ -100,48 +235,69 @@ impl Bucket {
         &self.name
     }
 
-    /// Uploads a file from disk, streaming it (multipart when large); returns the new ETag.
+    /// Uploads a file from disk (multipart when large), checking that its content is
+    /// still `sha256` (the plan's) and that the server stored exactly it.
     pub async fn put_file(
         &self,
         key: &str,
         path: &Path,
         size: u64,
+        sha256: &str,
         headers: &Headers,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Stored, StoreError> {
         if size >= MULTIPART_THRESHOLD {
-            return self.put_multipart(key, path, headers).await;
+            return self.put_multipart(key, path, sha256, headers).await;
         }
-        let body = ByteStream::from_path(path)
+        let kib = (size.div_ceil(1024) as usize).clamp(1, BODY_BUDGET_KIB);
+        let _budget = self
+            .bodies
+            .acquire_many(kib as u32)
             .await
             .map_err(|e| StoreError::Io {
                 path: path.to_owned(),
                 source: std::io::Error::other(e),
             })?;
-        self.put(key, body, headers).await
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|source| StoreError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        let digests = Digests::of(&bytes);
+        if digests.sha256_hex() != sha256 {
+            return Err(StoreError::ChangedLocally {
+                path: path.to_owned(),
+            });
+        }
+        self.put(key, bytes, &digests, headers).await
     }
 
-    /// Uploads a small in-memory body (`config.json`, records); returns the new ETag.
+    /// Uploads a small in-memory body (`config.json`, records).
     pub async fn put_bytes(
         &self,
         key: &str,
         bytes: Vec<u8>,
         headers: &Headers,
-    ) -> Result<Option<String>, StoreError> {
-        self.put(key, ByteStream::from(bytes), headers).await
+    ) -> Result<Stored, StoreError> {
+        let digests = Digests::of(&bytes);
+        self.put(key, bytes, &digests, headers).await
     }
 
     async fn put(
         &self,
         key: &str,
-        body: ByteStream,
+        bytes: Vec<u8>,
+        digests: &Digests,
         headers: &Headers,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Stored, StoreError> {
         let out = self
             .client
             .put_object()
             .bucket(&self.name)
             .key(key)
-            .body(body)
+            .content_length(bytes.len() as i64)
+            .set_checksum_sha256(self.checksum(digests))
+            .body(ByteStream::from(bytes))
             .content_type(&headers.content_type)
             .cache_control(&headers.cache_control)
             .set_content_encoding(headers.content_encoding.clone())
@@ -149,7 +305,30 @@ impl Bucket {
             .send()
             .await
             .map_err(|e| self.error("PutObject", key, e))?;
-        Ok(out.e_tag)
+        self.check(key, digests, out.checksum_sha256(), out.e_tag())?;
+        Ok(Stored {
+            etag: out.e_tag.map(|e| normalise_etag(&e)),
+            md5: Some(digests.md5_hex()),
+        })
+    }
+
+    /// The checksum header to send with a body, if any.
+    fn checksum(&self, digests: &Digests) -> Option<String> {
+        (self.checksums == RequestChecksums::WhenSupported).then(|| digests.sha256_base64())
+    }
+
+    fn check(
+        &self,
+        key: &str,
+        sent: &Digests,
+        echoed_sha256: Option<&str>,
+        etag: Option<&str>,
+    ) -> Result<(), StoreError> {
+        check_stored(sent, echoed_sha256, etag).map_err(|answer| StoreError::Corrupted {
+            bucket: self.name.clone(),
+            key: key.to_owned(),
+            answer,
+        })
     }
 
     /// Fetches an object; `Ok(None)` when it does not exist.
@@ -197,15 +376,18 @@ impl Bucket {
         Ok(Some(data.into_bytes().to_vec()))
     }
 
-    /// Sends a large file in parts, one part in memory at a time; aborts the upload on
-    /// failure so no orphaned parts are billed.
+    /// Sends a large file in parts, one part in memory at a time, each with its own
+    /// checksum and checked on its own; aborts the upload on failure so no orphaned
+    /// parts are billed.
     async fn put_multipart(
         &self,
         key: &str,
         path: &Path,
+        sha256: &str,
         headers: &Headers,
-    ) -> Result<Option<String>, StoreError> {
-        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    ) -> Result<Stored, StoreError> {
+        use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+        use sha2::{Digest, Sha256};
         use tokio::io::AsyncReadExt;
 
         let _slot = self.multipart.acquire().await.map_err(|e| StoreError::Io {
@@ -216,11 +398,14 @@ impl Bucket {
             path: path.to_owned(),
             source,
         };
+        let algorithm = (self.checksums == RequestChecksums::WhenSupported)
+            .then_some(ChecksumAlgorithm::Sha256);
         let created = self
             .client
             .create_multipart_upload()
             .bucket(&self.name)
             .key(key)
+            .set_checksum_algorithm(algorithm)
             .content_type(&headers.content_type)
             .cache_control(&headers.cache_control)
             .set_content_encoding(headers.content_encoding.clone())
@@ -229,8 +414,9 @@ impl Bucket {
             .await
             .map_err(|e| self.error("CreateMultipartUpload", key, e))?;
         let upload_id = created.upload_id.unwrap_or_default();
-        let result: Result<Option<String>, StoreError> = async {
+        let result: Result<Stored, StoreError> = async {
             let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+            let mut whole = Sha256::new();
             let mut parts = Vec::new();
             let mut number = 1;
             loop {
@@ -244,6 +430,8 @@ impl Bucket {
                     break;
                 }
                 let last = (buf.len() as u64) < PART_SIZE;
+                whole.update(&buf);
+                let digests = Digests::of(&buf);
                 let out = self
                     .client
                     .upload_part()
@@ -251,20 +439,30 @@ impl Bucket {
                     .key(key)
                     .upload_id(&upload_id)
                     .part_number(number)
+                    .content_length(buf.len() as i64)
+                    .set_checksum_sha256(self.checksum(&digests))
                     .body(ByteStream::from(buf))
                     .send()
                     .await
                     .map_err(|e| self.error("UploadPart", key, e))?;
+                self.check(key, &digests, out.checksum_sha256(), out.e_tag())?;
                 parts.push(
                     CompletedPart::builder()
                         .part_number(number)
                         .set_e_tag(out.e_tag)
+                        .set_checksum_sha256(self.checksum(&digests))
                         .build(),
                 );
                 number += 1;
                 if last {
                     break;
                 }
+            }
+            // Every part is checked; the whole must still be the content planned.
+            if hex::encode(whole.finalize()) != sha256 {
+                return Err(StoreError::ChangedLocally {
+                    path: path.to_owned(),
+                });
             }
             let done = self
                 .client
@@ -280,7 +478,10 @@ impl Bucket {
                 .send()
                 .await
                 .map_err(|e| self.error("CompleteMultipartUpload", key, e))?;
-            Ok(done.e_tag)
+            Ok(Stored {
+                etag: done.e_tag.map(|e| normalise_etag(&e)),
+                md5: None,
+            })
         }
         .await;
         if result.is_err() {
@@ -336,6 +537,7 @@ impl Bucket {
     /// (`If-None-Match: *`; the caller double-checks by reading back, for servers that
     /// ignore the condition.)
     pub async fn put_if_absent(&self, key: &str, bytes: Vec<u8>) -> Result<bool, StoreError> {
+        let digests = Digests::of(&bytes);
         match self
             .client
             .put_object()
@@ -343,11 +545,16 @@ impl Bucket {
             .key(key)
             .if_none_match("*")
             .content_type("application/json")
+            .content_length(bytes.len() as i64)
+            .set_checksum_sha256(self.checksum(&digests))
             .body(ByteStream::from(bytes))
             .send()
             .await
         {
-            Ok(_) => Ok(true),
+            Ok(out) => {
+                self.check(key, &digests, out.checksum_sha256(), out.e_tag())?;
+                Ok(true)
+            }
             Err(e) if matches!(http_status(&e), Some(412 | 409)) => Ok(false),
             Err(e) => Err(self.error("PutObject", key, e)),
         }
@@ -533,5 +740,84 @@ where
         (Some(code), Some(msg)) => format!("{code}: {msg}"),
         (Some(code), None) => code.to_owned(),
         _ => DisplayErrorContext(err).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_the_standard_ones() {
+        let d = Digests::of(b"hello");
+        assert_eq!(d.md5_hex(), "5d41402abc4b2a76b9719d911017c592");
+        assert_eq!(
+            d.sha256_hex(),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(
+            d.sha256_base64(),
+            "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ="
+        );
+    }
+
+    #[test]
+    fn an_echoed_checksum_decides_over_the_etag() {
+        let d = Digests::of(b"hello");
+        let ours = d.sha256_base64();
+        // An encrypted object's ETag is not its MD5; the matching checksum proves it.
+        assert_eq!(
+            check_stored(
+                &d,
+                Some(&ours),
+                Some("\"0123456789abcdef0123456789abcdef\"")
+            ),
+            Ok(())
+        );
+        let other = Digests::of(b"C;chunk-signature=0\r\nhello").sha256_base64();
+        let err =
+            check_stored(&d, Some(&other), Some("5d41402abc4b2a76b9719d911017c592")).unwrap_err();
+        assert!(err.contains(&other) && err.contains(&ours), "{err}");
+    }
+
+    #[test]
+    fn a_plain_md5_etag_must_be_the_bodys() {
+        let d = Digests::of(b"hello");
+        assert_eq!(
+            check_stored(&d, None, Some("\"5d41402abc4b2a76b9719d911017c592\"")),
+            Ok(())
+        );
+        assert_eq!(
+            check_stored(&d, None, Some("5D41402ABC4B2A76B9719D911017C592")),
+            Ok(())
+        );
+        let framed = Digests::of(b"5\r\nhello\r\n0\r\n").md5_hex();
+        let err = check_stored(&d, Some(""), Some(&framed)).unwrap_err();
+        assert!(err.contains(&framed) && err.contains(&d.md5_hex()), "{err}");
+    }
+
+    #[test]
+    fn answers_that_prove_nothing_pass() {
+        let d = Digests::of(b"hello");
+        assert_eq!(check_stored(&d, None, None), Ok(()));
+        // Multipart and opaque ETags are not MD5s of the body.
+        assert_eq!(
+            check_stored(&d, None, Some("\"9b2cf535f27731c974343645a3985328-3\"")),
+            Ok(())
+        );
+        assert_eq!(check_stored(&d, None, Some("opaque-etag")), Ok(()));
+    }
+
+    #[test]
+    fn checksum_setting_takes_the_sdk_spelling() {
+        assert_eq!(
+            RequestChecksums::parse("when_required"),
+            Some(RequestChecksums::WhenRequired)
+        );
+        assert_eq!(
+            RequestChecksums::parse(" When_Supported "),
+            Some(RequestChecksums::WhenSupported)
+        );
+        assert_eq!(RequestChecksums::parse("never"), None);
     }
 }

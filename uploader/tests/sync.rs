@@ -1,6 +1,7 @@
-//! The sync engine against two independent S3 implementations: moto and s3s-fs (which
-//! checks request signatures). Each test starts its own server, behind a recording
-//! proxy that counts requests and can inject faults.
+//! The sync engine against three independent S3 implementations: moto, s3s-fs (which
+//! checks request signatures) and s3rver (which, like several S3-compatible stores,
+//! does not decode `aws-chunked` bodies). Each test starts its own server, behind a
+//! recording proxy that counts requests and can inject faults.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -44,6 +45,10 @@ impl Backend {
         Self::start(testkit::s3s_fs()?).await
     }
 
+    async fn s3rver() -> Result<Self> {
+        Self::start(testkit::s3rver()?).await
+    }
+
     fn config(&self) -> PathBuf {
         self.dir.path().join("uploader.toml")
     }
@@ -54,10 +59,15 @@ impl Backend {
 
     /// The stage config, plus `extra` TOML (header rules).
     fn write_config(&self, extra: &str) -> Result<()> {
+        self.write_config_with("", extra)
+    }
+
+    /// The stage config with top-level keys `top` before it and `extra` after it.
+    fn write_config_with(&self, top: &str, extra: &str) -> Result<()> {
         std::fs::write(
             self.config(),
             format!(
-                "[stages.dev]\nbucket = \"{BUCKET}\"\nprefix = \"{PREFIX}\"\napi_base = \"http://127.0.0.1:3030/dev\"\n{extra}"
+                "{top}\n[stages.dev]\nbucket = \"{BUCKET}\"\nprefix = \"{PREFIX}\"\napi_base = \"http://127.0.0.1:3030/dev\"\n{extra}"
             ),
         )?;
         Ok(())
@@ -226,7 +236,7 @@ async fn live_matches_dist(b: &Backend) -> Result<()> {
     Ok(())
 }
 
-macro_rules! on_both_servers {
+macro_rules! on_every_server {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread")]
@@ -237,11 +247,17 @@ macro_rules! on_both_servers {
             async fn s3s_fs() -> anyhow::Result<()> {
                 super::$name(super::Backend::s3s_fs().await?).await
             }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn s3rver() -> anyhow::Result<()> {
+                super::$name(super::Backend::s3rver().await?).await
+            }
         }
     )*};
 }
 
-on_both_servers!(
+on_every_server!(
+    bodies_go_plain_with_a_checksum_and_arrive_byte_exact,
+    without_checksum_headers_bodies_still_arrive_byte_exact,
     first_deploy_then_noop_makes_no_writes,
     one_changed_file_uploads_one_object,
     header_only_change_rewrites_metadata_without_the_body,
@@ -250,6 +266,216 @@ on_both_servers!(
     verify_puts_back_what_changed_behind_our_back,
     lock_held_by_another_run_refuses_and_expired_lock_is_taken,
 );
+
+/// A 17 MiB file that is sent in three parts, each part's bytes different.
+fn write_big(dist: &Path) -> Result<usize> {
+    let body: Vec<u8> = (0..17 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    write(dist, "big.bin", &body)?;
+    Ok(body.len())
+}
+
+/// Every body PUT under the prefix, single-part and parts alike.
+fn site_puts(b: &Backend) -> Vec<testkit::proxy::Seen> {
+    b.site_writes()
+        .into_iter()
+        .filter(|s| s.method == "PUT" && s.copy_source.is_none())
+        .collect()
+}
+
+async fn bodies_go_plain_with_a_checksum_and_arrive_byte_exact(b: Backend) -> Result<()> {
+    build(&b.dist(), "v1")?;
+    write_big(&b.dist())?;
+    b.deploy_ok(&[])?;
+    let puts = site_puts(&b);
+    ensure!(puts.len() >= 12, "{puts:?}");
+    for put in &puts {
+        ensure!(
+            put.content_encoding
+                .as_deref()
+                .is_none_or(|e| !e.contains("aws-chunked")),
+            "{} was sent aws-chunked: {put:?}",
+            put.path
+        );
+        ensure!(
+            put.checksum_sha256.is_some(),
+            "{} was sent without a checksum",
+            put.path
+        );
+    }
+    let index_len = std::fs::metadata(b.dist().join("index.html"))?.len() as usize;
+    let index = puts
+        .iter()
+        .find(|p| p.path.ends_with("/index.html"))
+        .context("index.html PUT")?;
+    ensure!(
+        index.body_len == index_len,
+        "index.html body framed: {index:?}"
+    );
+    let parts = puts
+        .iter()
+        .filter(|p| p.query.contains("partNumber"))
+        .count();
+    ensure!(parts == 3, "big.bin went in {parts} parts");
+    live_matches_dist(&b).await?;
+
+    // What was stored is what was sent, so a --verify run finds nothing to repair.
+    b.proxy.reset();
+    let out = b.deploy_ok(&["--verify"])?;
+    ensure!(!out.contains("repaired"), "{out}");
+    ensure!(site_puts(&b).is_empty(), "{:?}", b.site_writes());
+    Ok(())
+}
+
+async fn without_checksum_headers_bodies_still_arrive_byte_exact(b: Backend) -> Result<()> {
+    b.write_config_with("request_checksum_calculation = \"when_required\"", "")?;
+    build(&b.dist(), "v1")?;
+    write_big(&b.dist())?;
+    b.deploy_ok(&[])?;
+    let puts = site_puts(&b);
+    ensure!(puts.len() >= 12, "{puts:?}");
+    for put in &puts {
+        ensure!(
+            put.checksum_sha256.is_none()
+                && put
+                    .content_encoding
+                    .as_deref()
+                    .is_none_or(|e| !e.contains("aws-chunked")),
+            "{put:?}"
+        );
+    }
+    live_matches_dist(&b).await
+}
+
+/// A server that stores other bytes than it was sent (the proxy frames the body and
+/// drops the checksum headers on the way): the run fails with exit 4 naming the file,
+/// and visitors never get the mangled bytes. On moto, which does not check signatures.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_storing_other_bytes_fails_the_run_and_serves_none_of_them() -> Result<()> {
+    let b = Backend::moto().await?;
+    build(&b.dist(), "v1")?;
+    write(&b.dist(), "docs/new.txt", b"new file")?;
+    b.proxy.mangle_writes_to("new.txt");
+    let out = b.deploy(&[])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(4),
+        "exit {:?}: {stderr}",
+        out.status
+    );
+    ensure!(
+        stderr.contains("docs/new.txt") && stderr.contains("stored other bytes"),
+        "{stderr}"
+    );
+    ensure!(
+        b.get("docs/new.txt").await?.is_none(),
+        "the mangled new file is served"
+    );
+    ensure!(
+        b.get("index.html").await?.is_none(),
+        "a failed first deploy went live"
+    );
+
+    b.proxy.heal();
+    b.deploy_ok(&[])?;
+    live_matches_dist(&b).await?;
+
+    // An overwrite stored wrongly is put back to the previous content.
+    write(
+        &b.dist(),
+        "robots.txt",
+        b"User-agent: *\nDisallow: /docs/\n",
+    )?;
+    b.proxy.mangle_writes_to("robots.txt");
+    let out = b.deploy(&[])?;
+    ensure!(out.status.code() == Some(4), "exit {:?}", out.status);
+    let (robots, _, _) = b.get("robots.txt").await?.context("robots.txt")?;
+    ensure!(
+        robots == b"User-agent: *\n",
+        "robots.txt is {:?}",
+        String::from_utf8_lossy(&robots)
+    );
+    live_index_is_complete(&b).await?;
+
+    b.proxy.heal();
+    b.deploy_ok(&[])?;
+    live_matches_dist(&b).await
+}
+
+/// `--verify` tells an object stored wrongly from a good one by its content's MD5, even
+/// when the manifest recorded the wrong object's ETag (as a run that believed the
+/// server did) and whether or not the manifest has the MD5 (older manifests do not).
+/// On the servers whose listings carry ETags (s3s-fs's do not).
+async fn verify_finds_wrong_bytes_even_with_their_etag_recorded(b: Backend) -> Result<()> {
+    build(&b.dist(), "v1")?;
+    b.deploy_ok(&[])?;
+    for legacy_manifest in [false, true] {
+        // Same size, other bytes, and the manifest made to record the stored ETag.
+        let key = format!("{PREFIX}robots.txt");
+        b.s3.put_object()
+            .bucket(BUCKET)
+            .key(&key)
+            .body(b"User-agent: ?\n".to_vec().into())
+            .send()
+            .await?;
+        let etag =
+            b.s3.head_object()
+                .bucket(BUCKET)
+                .key(&key)
+                .send()
+                .await?
+                .e_tag;
+        let etag = etag.context("ETag")?.trim_matches('"').to_owned();
+        let state_key = "_uploader/stages/dev/state.json";
+        let state =
+            b.s3.get_object()
+                .bucket(BUCKET)
+                .key(state_key)
+                .send()
+                .await?;
+        let mut state: serde_json::Value =
+            serde_json::from_slice(&state.body.collect().await?.into_bytes())?;
+        let entry = &mut state["objects"]["robots.txt"];
+        ensure!(entry["md5"].is_string(), "no MD5 recorded: {entry}");
+        entry["etag"] = etag.into();
+        if legacy_manifest {
+            entry.as_object_mut().context("entry")?.remove("md5");
+        }
+        b.s3.put_object()
+            .bucket(BUCKET)
+            .key(state_key)
+            .body(serde_json::to_vec(&state)?.into())
+            .send()
+            .await?;
+
+        let out = b.deploy_ok(&[])?;
+        ensure!(
+            out.contains("uploaded 0"),
+            "a plain deploy trusts the manifest: {out}"
+        );
+        let out = b.deploy_ok(&["--verify"])?;
+        ensure!(
+            out.contains("uploaded 1") && out.contains("repaired 1"),
+            "legacy manifest {legacy_manifest}: {out}"
+        );
+        live_matches_dist(&b).await?;
+    }
+    Ok(())
+}
+
+mod verify_finds_wrong_bytes_even_with_their_etag_recorded {
+    #[tokio::test(flavor = "multi_thread")]
+    async fn moto() -> anyhow::Result<()> {
+        super::verify_finds_wrong_bytes_even_with_their_etag_recorded(super::Backend::moto().await?)
+            .await
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn s3rver() -> anyhow::Result<()> {
+        super::verify_finds_wrong_bytes_even_with_their_etag_recorded(
+            super::Backend::s3rver().await?,
+        )
+        .await
+    }
+}
 
 async fn first_deploy_then_noop_makes_no_writes(b: Backend) -> Result<()> {
     build(&b.dist(), "v1")?;
