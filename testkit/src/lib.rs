@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod lambda;
 pub mod proxy;
 
 /// Static test credentials; the servers accept them, AWS would not. They are s3rver's
