@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::aws::Clients;
 use crate::cdn::Cdn;
 use crate::config::Stage;
-use crate::lock::{Lock, LockError};
+use crate::lock::with_stage_lock;
 use crate::plan::{self, Action, Desired, Plan, PlanOptions, Source, Write};
 use crate::progress::Progress;
 use crate::state::{HistoryEntry, Keys, Release, StageState};
@@ -90,6 +90,21 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lambda: Option<crate::backend::LambdaReport>,
     pub plan: Plan,
+}
+
+impl Report {
+    /// The counts are the plan's: what a dry run would do, and what a completed run
+    /// did (a run that fails part-way returns an error, not a report), so text and
+    /// JSON output agree in every mode.
+    fn count(&mut self, plan: Plan) {
+        self.uploaded = plan.uploads().count();
+        self.updated = plan.header_updates().count();
+        self.unchanged = plan.unchanged;
+        self.deleted = plan.deletes.len();
+        self.preserved = plan.preserves.len();
+        self.bytes = plan.bytes();
+        self.plan = plan;
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -168,7 +183,7 @@ async fn run(
         dry_run: opts.dry_run,
         uploaded: 0,
         updated: 0,
-        unchanged: plan.unchanged,
+        unchanged: 0,
         deleted: 0,
         preserved: 0,
         bytes: 0,
@@ -176,8 +191,9 @@ async fn run(
         repaired,
         invalidation: None,
         lambda: None,
-        plan,
+        plan: Plan::default(),
     };
+    report.count(plan);
     let settled = report.plan.is_noop()
         && state.current.as_deref() == Some(target.release.id.as_str())
         && state.pending_invalidation.is_empty()
@@ -195,27 +211,18 @@ async fn run(
         return Ok(report);
     }
 
-    let lock = if take_lock {
-        Some(
-            Lock::acquire(
-                &bucket,
-                keys.lock(),
-                &stage.name,
-                &target.action,
-                opts.lock_ttl,
-            )
-            .await
-            .map_err(lock_error)?,
+    let result = if take_lock {
+        with_stage_lock(
+            &bucket,
+            &stage.name,
+            &target.action,
+            opts.lock_ttl,
+            async || execute(clients, &bucket, &keys, &target, opts, seen, &mut report).await,
         )
+        .await
     } else {
-        None
+        execute(clients, &bucket, &keys, &target, opts, seen, &mut report).await
     };
-    let result = execute(clients, &bucket, &keys, &target, opts, seen, &mut report).await;
-    if let Some(lock) = lock
-        && let Err(e) = lock.release().await
-    {
-        tracing::warn!(stage = %stage.name, "could not release the lock (it will expire): {e}");
-    }
     result?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
@@ -245,7 +252,7 @@ async fn execute(
     let plan = plan_for(target, &state, opts)?;
     report.repaired = repaired;
     report.previous_release = state.current.clone();
-    report.unchanged = plan.unchanged;
+    report.count(plan.clone());
     tracing::info!(
         stage = %stage.name,
         release = %target.release.id,
@@ -293,7 +300,6 @@ async fn execute(
     for r in preserve_results {
         r?;
     }
-    report.preserved = plan.preserves.len();
 
     // Writes, phase by phase; the first failure stops before any later phase.
     let mut stored: BTreeMap<String, Stored> = BTreeMap::new();
@@ -317,9 +323,6 @@ async fn execute(
         }
     }
     progress.finish();
-    report.uploaded = plan.uploads().count();
-    report.updated = plan.header_updates().count();
-    report.bytes = plan.bytes();
 
     // Deletes come after every write, and only what retention lets go.
     let delete_keys: Vec<String> = plan
@@ -331,7 +334,6 @@ async fn execute(
     if !delete_keys.is_empty() {
         bucket.delete_many(&delete_keys).await?;
     }
-    report.deleted = plan.deletes.len();
 
     // Invalidate, then record: a failed invalidation is remembered and retried.
     let mut next = plan.next_state.clone();
@@ -366,7 +368,6 @@ async fn execute(
     });
     write_state(bucket, keys, &next).await?;
     report.invalidation = invalidation?;
-    report.plan = plan;
     Ok(())
 }
 
@@ -639,13 +640,6 @@ fn json_headers() -> crate::headers::Headers {
         content_type: "application/json".into(),
         cache_control: "no-store".into(),
         ..Default::default()
-    }
-}
-
-pub(crate) fn lock_error(e: LockError) -> Error {
-    match e {
-        LockError::Store(s) => Error::Store(s),
-        held @ LockError::Held { .. } => Error::Locked(held.to_string()),
     }
 }
 

@@ -43,6 +43,9 @@ pub enum Error {
     /// Lambda or API Gateway (the stage's `[api]` side).
     #[error(transparent)]
     Backend(#[from] backend::BackendError),
+    /// The command line is wrong (clap's own errors exit 2 too).
+    #[error("usage: {0}")]
+    Usage(String),
     /// The plan was refused before anything was written (e.g. too many deletes).
     #[error("{0}")]
     Refused(String),
@@ -76,7 +79,7 @@ pub mod exit {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::Local(_) => exit::CONFIG,
+            Error::Config(_) | Error::Local(_) | Error::Usage(_) => exit::CONFIG,
             Error::Refused(_) => exit::REFUSED,
             Error::Locked(_) => exit::LOCKED,
             Error::Store(_) | Error::Cdn(_) => exit::DEPLOY,

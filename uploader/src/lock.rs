@@ -9,7 +9,38 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
+use crate::state::Keys;
 use crate::store::{Bucket, StoreError};
+
+/// Runs `work` holding the stage's lock, then releases it whatever `work` returned:
+/// the one way every command (deploy, promote, rollback, destroy) takes a stage.
+/// Failing to take it is [`Error::Locked`] (exit 5) when another run holds it, and a
+/// store error (exit 4) when S3 itself failed; failing to release it is only logged,
+/// since the lock expires.
+pub async fn with_stage_lock<T>(
+    bucket: &Bucket,
+    stage: &str,
+    operation: &str,
+    ttl: Duration,
+    work: impl AsyncFnOnce() -> Result<T, Error>,
+) -> Result<T, Error> {
+    let lock = Lock::acquire(bucket, Keys::new(stage).lock(), stage, operation, ttl).await?;
+    let result = work().await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!(stage, "could not release the lock (it will expire): {e}");
+    }
+    result
+}
+
+impl From<LockError> for Error {
+    fn from(e: LockError) -> Self {
+        match e {
+            LockError::Store(s) => Error::Store(s),
+            held @ LockError::Held { .. } => Error::Locked(held.to_string()),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -39,9 +70,9 @@ pub enum LockError {
     Store(#[from] StoreError),
 }
 
-/// A held lock; call [`Lock::release`] when done (a forgotten one expires).
+/// A held lock, taken and released only by [`with_stage_lock`].
 #[derive(Debug)]
-pub struct Lock {
+struct Lock {
     bucket: Bucket,
     key: String,
     token: String,
@@ -55,7 +86,7 @@ fn now() -> u64 {
 }
 
 impl Lock {
-    pub async fn acquire(
+    async fn acquire(
         bucket: &Bucket,
         key: String,
         stage: &str,
@@ -95,7 +126,7 @@ impl Lock {
     }
 
     /// Releases the lock if it is still ours.
-    pub async fn release(self) -> Result<(), StoreError> {
+    async fn release(self) -> Result<(), StoreError> {
         if let Ok(Some(stored)) = read(&self.bucket, &self.key).await
             && stored.token == self.token
         {

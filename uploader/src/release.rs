@@ -18,8 +18,7 @@ use crate::apply::{self, AliasRecord, Report, RunOptions, Target};
 use crate::aws::Clients;
 use crate::backend::{self, AliasMove, BackendError, Lambda, LambdaReport, VersionSource};
 use crate::config::Stage;
-use crate::headers::HeaderRules;
-use crate::lock::Lock;
+use crate::lock::with_stage_lock;
 use crate::plan::{Desired, Source};
 use crate::state::{HistoryEntry, Keys, Release, StageState};
 use crate::store::Bucket;
@@ -143,28 +142,18 @@ pub async fn promote(
     };
     let src_bucket = Bucket::for_stage(clients, from);
     // Hold the source still while its files are copied.
-    let src_lock = if opts.dry_run {
-        None
+    if opts.dry_run {
+        promote_locked(clients, &src_bucket, from, to, alias_move, opts).await
     } else {
-        Some(
-            Lock::acquire(
-                &src_bucket,
-                Keys::new(&from.name).lock(),
-                &from.name,
-                "promote (source)",
-                opts.lock_ttl,
-            )
-            .await
-            .map_err(|e| Error::Locked(e.to_string()))?,
+        with_stage_lock(
+            &src_bucket,
+            &from.name,
+            "promote (source)",
+            opts.lock_ttl,
+            async || promote_locked(clients, &src_bucket, from, to, alias_move, opts).await,
         )
-    };
-    let result = promote_locked(clients, &src_bucket, from, to, alias_move, opts).await;
-    if let Some(lock) = src_lock
-        && let Err(e) = lock.release().await
-    {
-        tracing::warn!(stage = %from.name, "could not release the lock (it will expire): {e}");
+        .await
     }
-    result
 }
 
 async fn promote_locked(
@@ -210,8 +199,7 @@ async fn promote_locked(
             },
         });
     }
-    let rules = HeaderRules::new(&to.headers).unwrap_or_default();
-    desired.push(deploy::config_desired(to, &rules));
+    desired.push(deploy::config_desired(to));
     release.source = format!("promoted from {}", from.name);
     let target = Target {
         stage: to,
@@ -266,20 +254,11 @@ async fn with_alias(
         return Ok(report);
     }
     let bucket = Bucket::for_stage(clients, stage);
-    let lock = Lock::acquire(
-        &bucket,
-        Keys::new(&stage.name).lock(),
-        &stage.name,
-        &target.action,
-        opts.lock_ttl,
-    )
+    let action = target.action.clone();
+    with_stage_lock(&bucket, &stage.name, &action, opts.lock_ttl, async || {
+        with_alias_locked(clients, target, &mv, opts).await
+    })
     .await
-    .map_err(apply::lock_error)?;
-    let result = with_alias_locked(clients, target, &mv, opts).await;
-    if let Err(e) = lock.release().await {
-        tracing::warn!(stage = %stage.name, "could not release the lock (it will expire): {e}");
-    }
-    result
 }
 
 async fn with_alias_locked(
@@ -498,8 +477,7 @@ async fn rollback_target(
         }
         .into());
     }
-    let rules = HeaderRules::new(&stage.headers).unwrap_or_default();
-    desired.push(deploy::config_desired(stage, &rules));
+    desired.push(deploy::config_desired(stage));
     let version = state.lambda_version_of(&target).map(str::to_owned);
     Ok((desired, release, version))
 }
@@ -572,17 +550,11 @@ pub async fn destroy(
     if opts.dry_run {
         return Ok(report);
     }
-    let lock = Lock::acquire(&bucket, keys.lock(), &stage.name, "destroy", opts.lock_ttl)
-        .await
-        .map_err(|e| Error::Locked(e.to_string()))?;
-    let result = async {
+    // Under the lock: a stage is either whole, being destroyed, or gone.
+    with_stage_lock(&bucket, &stage.name, "destroy", opts.lock_ttl, async || {
         bucket.delete_many(&objects).await?;
         bucket.delete_many(&records).await?;
-        Ok::<_, Error>(())
-    }
-    .await;
-    // The lock goes last: a stage is either whole, being destroyed, or gone.
-    lock.release().await?;
-    result?;
-    Ok(report)
+        Ok(report)
+    })
+    .await
 }

@@ -449,3 +449,69 @@ async fn unknown_stage_names_the_known_ones() -> Result<()> {
     ensure!(env.proxy.seen().is_empty(), "an unknown stage reached S3");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn command_line_mistakes_are_usage_errors_not_config_errors() -> Result<()> {
+    let env = Env::start().await?;
+    for args in [
+        &[][..],
+        // (`--output text` first, so the harness adds no `--dist`.)
+        &[
+            "--output", "text", "--stage", "dev", "rollback", "--stage", "dev",
+        ][..],
+    ] {
+        let out = env.uploader(args)?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            out.status.code() == Some(2),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+        ensure!(
+            err.contains("usage:") && !err.contains("uploader.toml"),
+            "{args:?} blamed the config file: {err}"
+        );
+    }
+    ensure!(env.proxy.seen().is_empty(), "a usage error reached S3");
+    Ok(())
+}
+
+/// S3 failing while a run takes the lock is a server fault (exit 4, retry now), not
+/// another run holding the stage (exit 5, retry later), for every command.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_fault_while_taking_the_lock_is_exit_4_for_every_command() -> Result<()> {
+    let env = Env::start().await?;
+    build(&env.dist(), "v1")?;
+    env.ok(&["--stage", "dev"])?;
+    env.ok(&["--stage", "pr-1"])?;
+    env.ok(&["promote", "--from", "dev", "--to", "prod"])?;
+    build(&env.dist(), "v2")?;
+    env.ok(&["--stage", "dev"])?;
+    env.proxy.fail_writes_to("lock.json");
+    let commands: [&[&str]; 4] = [
+        &["--stage", "dev", "--attempts", "1"],
+        &[
+            "promote",
+            "--from",
+            "dev",
+            "--to",
+            "prod",
+            "--attempts",
+            "1",
+        ],
+        &["rollback", "--stage", "dev", "--attempts", "1"],
+        &["destroy", "--stage", "pr-1", "--attempts", "1"],
+    ];
+    build(&env.dist(), "v3")?;
+    for args in commands {
+        let out = env.uploader(args)?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            out.status.code() == Some(4),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+        ensure!(!err.contains("locked by another run"), "{args:?}: {err}");
+    }
+    Ok(())
+}
