@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::headers::HeaderRule;
+use crate::headers::{HeaderRule, HeaderRules};
 use crate::store::RequestChecksums;
 
 /// The SDK's environment variable for [`RequestChecksums`]; it wins over the file.
@@ -134,8 +134,9 @@ pub struct Stage {
     pub preview: bool,
     /// The variables written into the stage's `config.json` (always has `apiBase`).
     pub vars: BTreeMap<String, String>,
-    /// Header overrides from the config file's `[[headers]]` rules.
-    pub headers: Vec<HeaderRule>,
+    /// Header overrides from the config file's `[[headers]]` rules, compiled (their
+    /// globs were checked when the file was parsed).
+    pub headers: HeaderRules,
     /// The API side, when the stage names one (`[stages.NAME.api]`).
     pub api: Option<StageApi>,
     /// Whether uploads carry a checksum header (`request_checksum_calculation`).
@@ -184,6 +185,7 @@ pub struct Config {
     /// resolved stage's values are expanded, so a CI job deploying `dev` does not need
     /// prod's variables.
     env: BTreeMap<String, String>,
+    headers: HeaderRules,
     checksums: RequestChecksums,
 }
 
@@ -213,7 +215,7 @@ impl Config {
                 message: "no stages are defined; add a [stages.dev] table with bucket, prefix, distribution_id and api_base".into(),
             });
         }
-        crate::headers::HeaderRules::new(&raw.headers).map_err(|e| ConfigError::Parse {
+        let headers = HeaderRules::new(&raw.headers).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: format!("[[headers]] glob: {e}"),
         })?;
@@ -235,6 +237,7 @@ impl Config {
             path: path.to_owned(),
             raw,
             env: env_snapshot(env, text),
+            headers,
             checksums,
         })
     }
@@ -294,7 +297,7 @@ impl Config {
                 distribution_id: non_empty(s.distribution_id.as_deref()),
                 preview: false,
                 vars: with_api_base(&s.vars, &s.api_base),
-                headers: self.raw.headers.clone(),
+                headers: self.headers.clone(),
                 api: s.api.as_ref().map(|a| StageApi::from_raw(a, name)),
                 checksums: self.checksums,
             }
@@ -309,7 +312,7 @@ impl Config {
                     .into_iter()
                     .map(|(k, v)| (k, v.replace("{stage}", name)))
                     .collect(),
-                headers: self.raw.headers.clone(),
+                headers: self.headers.clone(),
                 api: p.api.as_ref().map(|a| StageApi::from_raw(a, name)),
                 checksums: self.checksums,
             }

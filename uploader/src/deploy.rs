@@ -5,7 +5,6 @@ use std::path::Path;
 use crate::apply::{self, Report, RunOptions, Target};
 use crate::aws::Clients;
 use crate::config::Stage;
-use crate::headers::HeaderRules;
 use crate::local::{self, LocalFile};
 use crate::plan::{Desired, Source};
 use crate::state::{self, Release};
@@ -25,20 +24,20 @@ pub fn config_json(stage: &Stage) -> Vec<u8> {
 }
 
 /// The stage's generated `config.json` as a desired file.
-pub fn config_desired(stage: &Stage, rules: &HeaderRules) -> Desired {
+pub fn config_desired(stage: &Stage) -> Desired {
     let bytes = config_json(stage);
     Desired {
         path: CONFIG_JSON.to_owned(),
         sha256: local::hash_bytes(&bytes),
         size: bytes.len() as u64,
-        headers: rules.for_path(CONFIG_JSON),
+        headers: stage.headers.for_path(CONFIG_JSON),
         source: Source::Bytes(bytes),
     }
 }
 
 /// The desired files for a build: every file of `dist/` (a `config.json` there is
 /// replaced by the stage's) plus the stage's `config.json`.
-pub fn desired_from_dist(files: &[LocalFile], stage: &Stage, rules: &HeaderRules) -> Vec<Desired> {
+pub fn desired_from_dist(files: &[LocalFile], stage: &Stage) -> Vec<Desired> {
     files
         .iter()
         .filter(|f| f.path != CONFIG_JSON)
@@ -46,10 +45,10 @@ pub fn desired_from_dist(files: &[LocalFile], stage: &Stage, rules: &HeaderRules
             path: f.path.clone(),
             sha256: f.sha256.clone(),
             size: f.size,
-            headers: rules.for_path(&f.path),
+            headers: stage.headers.for_path(&f.path),
             source: Source::File(f.abs.clone()),
         })
-        .chain(std::iter::once(config_desired(stage, rules)))
+        .chain(std::iter::once(config_desired(stage)))
         .collect()
 }
 
@@ -61,9 +60,7 @@ pub async fn run(
     opts: &RunOptions,
 ) -> Result<Report, Error> {
     let files = local::scan(dist)?;
-    let rules = HeaderRules::new(&stage.headers)
-        .map_err(|e| Error::Refused(format!("invalid [[headers]] glob: {e}")))?;
-    let desired = desired_from_dist(&files, stage, &rules);
+    let desired = desired_from_dist(&files, stage);
     let files = crate::plan::files_of(&desired);
     let release = Release {
         id: state::release_id(&files),
@@ -100,7 +97,7 @@ mod tests {
             distribution_id: None,
             preview: false,
             vars: [("apiBase".to_owned(), "http://x/dev".to_owned())].into(),
-            headers: vec![],
+            headers: Default::default(),
             api: None,
             checksums: Default::default(),
         };

@@ -832,7 +832,7 @@ mod tests {
             distribution_id: Some("EPROD".into()),
             preview: false,
             vars: [("apiBase".to_owned(), api().url(REGION))].into(),
-            headers: vec![],
+            headers: Default::default(),
             api: Some(api()),
             checksums: Default::default(),
         }

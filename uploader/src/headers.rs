@@ -44,6 +44,16 @@ pub struct HeaderRules {
     rules: Vec<(globset::GlobMatcher, HeaderRule)>,
 }
 
+/// Two rule sets are the same when they were compiled from the same rules.
+impl PartialEq for HeaderRules {
+    fn eq(&self, other: &Self) -> bool {
+        self.rules.len() == other.rules.len()
+            && self.rules.iter().zip(&other.rules).all(|(a, b)| a.1 == b.1)
+    }
+}
+
+impl Eq for HeaderRules {}
+
 impl HeaderRules {
     pub fn new(rules: &[HeaderRule]) -> Result<Self, globset::Error> {
         let rules = rules

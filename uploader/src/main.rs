@@ -220,10 +220,9 @@ fn init_tracing(output: Output) {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
     if cli.command.is_some() && cli.deploy.stage.is_some() {
-        anyhow::bail!(uploader::Error::Config(uploader::config::ConfigError::Parse {
-            path: global.config.clone(),
-            message: "put --stage after the subcommand (`uploader rollback --stage prod`), or use no subcommand to deploy".into(),
-        }));
+        anyhow::bail!(uploader::Error::Usage(
+            "put --stage after the subcommand (`uploader rollback --stage prod`), or use no subcommand to deploy".into(),
+        ));
     }
     match cli.command {
         Some(Command::Deploy(args)) => run_deploy(&global, args).await,
@@ -330,15 +329,10 @@ fn load_stage(global: &Global, name: &str) -> anyhow::Result<uploader::config::S
 
 async fn run_deploy(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
     let Some(name) = args.stage else {
-        return Err(uploader::Error::Config(
-            uploader::config::ConfigError::Parse {
-                path: global.config.clone(),
-                message:
-                    "no stage given; run `uploader --stage <name>` (for example `--stage dev`)"
-                        .into(),
-            },
-        ))
-        .context("nothing to deploy");
+        return Err(uploader::Error::Usage(
+            "no stage given; run `uploader --stage <name>` (for example `--stage dev`)".into(),
+        )
+        .into());
     };
     let stage = load_stage(global, &name)?;
     let clients = Clients::load(global.attempts).await;
@@ -412,27 +406,11 @@ fn print_report(global: &Global, report: &Report) -> anyhow::Result<()> {
             .filter(|p| **p != report.release)
             .map(|p| format!(", was {p}"))
             .unwrap_or_default(),
-        if report.dry_run {
-            report.plan.uploads().count()
-        } else {
-            report.uploaded
-        },
-        if report.dry_run {
-            report.plan.header_updates().count()
-        } else {
-            report.updated
-        },
+        report.uploaded,
+        report.updated,
         report.unchanged,
-        if report.dry_run {
-            report.plan.deletes.len()
-        } else {
-            report.deleted
-        },
-        if report.dry_run {
-            report.plan.bytes()
-        } else {
-            report.bytes
-        },
+        report.deleted,
+        report.bytes,
         report.seconds,
         if report.repaired > 0 {
             format!(", repaired {}", report.repaired)

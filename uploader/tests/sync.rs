@@ -480,6 +480,23 @@ mod verify_finds_wrong_bytes_even_with_their_etag_recorded {
 async fn first_deploy_then_noop_makes_no_writes(b: Backend) -> Result<()> {
     build(&b.dist(), "v1")?;
     write(&b.dist(), "big.bin", &vec![7u8; 9 * 1024 * 1024])?;
+    // A dry run says the same in text and JSON, and writes nothing.
+    let text = b.deploy_ok(&["--dry-run"])?;
+    ensure!(
+        text.contains("[dry run]") && text.contains("uploaded 12"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&b.deploy_ok(&["--dry-run", "--output", "json"])?)?;
+    ensure!(
+        json["dryRun"] == true && json["uploaded"] == 12 && json["bytes"].as_u64() > Some(9 << 20),
+        "{json}"
+    );
+    ensure!(
+        b.proxy.writes().is_empty(),
+        "a dry run wrote: {:?}",
+        b.proxy.writes()
+    );
     let out = b.deploy_ok(&[])?;
     ensure!(out.contains("uploaded 12"), "{out}");
     live_matches_dist(&b).await?;
