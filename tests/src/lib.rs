@@ -2,13 +2,16 @@
 //! `dist/`, moto as S3 + CloudFront, the local todo API, `uploader` deploying a stage
 //! and previewing it, and headless chromium driven over WebDriver.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use fantoccini::{Client, ClientBuilder, Locator};
 use testkit::Server;
+use testkit::lambda::{Function, Gateway, Runtime};
 use testkit::proxy::Proxy;
 
 /// The build the tests deploy: `dist/` at the repository root, built once by
@@ -24,10 +27,111 @@ pub fn dist() -> Result<PathBuf> {
     Ok(dist)
 }
 
+/// True in the test binaries that run with the API in Lambda mode (their names
+/// start with `todomvc_lambda`, e.g. `todomvc_lambda.rs`, which includes the
+/// TodoMVC suite unchanged): the API is then the real `bootstrap` behind a
+/// local API Gateway, on DynamoDB on moto.
+pub fn lambda_mode() -> bool {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .is_some_and(|name| name.starts_with("todomvc_lambda"))
+}
+
+/// The todo API as the app reaches it.
+pub struct Api {
+    /// The API's root; a stage's base URL is `{url}/{stage}`.
+    pub url: String,
+    kind: ApiKind,
+}
+
+enum ApiKind {
+    /// `todo-api` on SQLite.
+    Local(Server),
+    /// `bootstrap` polling a local Lambda Runtime API, reached only through a
+    /// local API Gateway that turns HTTP into REST v1 proxy events with each
+    /// stage's stage variables (`tableName` = that stage's DynamoDB table).
+    Lambda {
+        gateway: Gateway,
+        function: Function,
+        _runtime: Arc<Runtime>,
+    },
+}
+
+impl Api {
+    /// `todo-api` storing into a SQLite file.
+    pub fn local(db: &std::path::Path) -> Result<Self> {
+        let server = testkit::todo_api(db)?;
+        Ok(Self {
+            url: server.url.clone(),
+            kind: ApiKind::Local(server),
+        })
+    }
+
+    /// The Lambda function behind stages `dev` and `prod`, one DynamoDB table
+    /// each, on the moto at `moto_url`.
+    pub async fn lambda(moto_url: &str, log_dir: &std::path::Path) -> Result<Self> {
+        let dynamodb = aws_sdk_dynamodb::Client::new(&testkit::sdk_config(moto_url));
+        let mut stages = HashMap::new();
+        for (stage, alias) in [("dev", "DEV"), ("prod", "PROD")] {
+            let table = format!("todos-{stage}");
+            api::create_dynamodb_table(&dynamodb, &table).await?;
+            stages.insert(
+                stage.to_owned(),
+                HashMap::from([
+                    ("tableName".to_owned(), table),
+                    ("lambdaAlias".to_owned(), alias.to_owned()),
+                ]),
+            );
+        }
+        let runtime = Arc::new(Runtime::start().await?);
+        let mut env: Vec<(&str, String)> = testkit::aws_env(moto_url);
+        env.push(("RUST_LOG", "info".to_owned()));
+        let mut function = runtime.spawn_function(
+            &testkit::workspace_bin("bootstrap")?,
+            &env,
+            &log_dir.join("bootstrap.log"),
+        )?;
+        runtime
+            .wait_initialized(&mut function, Duration::from_secs(30))
+            .await?;
+        let gateway = Gateway::start(Arc::clone(&runtime), stages).await?;
+        Ok(Self {
+            url: gateway.url.clone(),
+            kind: ApiKind::Lambda {
+                gateway,
+                function,
+                _runtime: runtime,
+            },
+        })
+    }
+
+    /// Stops the API now (for fault tests): requests then fail to connect.
+    pub fn stop(&mut self) {
+        match &mut self.kind {
+            ApiKind::Local(server) => server.stop(),
+            ApiKind::Lambda {
+                gateway, function, ..
+            } => {
+                gateway.stop();
+                function.stop();
+            }
+        }
+    }
+
+    /// The API's log so far (for assertion messages).
+    pub fn log_text(&self) -> String {
+        match &self.kind {
+            ApiKind::Local(server) => server.log_text(),
+            ApiKind::Lambda { function, .. } => function.log_text(),
+        }
+    }
+}
+
 /// moto + the todo API + a bucket and a distribution per stage, ready to deploy into.
 pub struct Stack {
     pub moto: Server,
-    pub api: Server,
+    pub api: Api,
     /// The API as the app reaches it: through a proxy that can delay requests, or the
     /// API itself (see [`Stack::start_with`]).
     pub api_proxy: Option<Proxy>,
@@ -49,7 +153,11 @@ impl Stack {
     pub async fn start_with(via_proxy: bool) -> Result<Self> {
         let tmp = tempfile::tempdir()?;
         let moto = testkit::moto()?;
-        let api = testkit::todo_api(&tmp.path().join("todos.sqlite3"))?;
+        let api = if lambda_mode() {
+            Api::lambda(&moto.url, tmp.path()).await?
+        } else {
+            Api::local(&tmp.path().join("todos.sqlite3"))?
+        };
         let api_proxy = if via_proxy {
             Some(Proxy::start(&api.url).await?)
         } else {
