@@ -23,14 +23,14 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::aws::Clients;
-use crate::cdn::Cdn;
+use crate::cdn::{Cdn, InvalidationReport};
 use crate::config::Stage;
 use crate::lock::with_stage_lock;
 use crate::plan::{self, Action, Desired, Plan, PlanOptions, Source, Write};
 use crate::progress::Progress;
 use crate::state::{HistoryEntry, Keys, Release, StageState};
 use crate::store::{Bucket, StoreError, Stored, is_plain_md5, normalise_etag};
-use crate::{Error, invalidate};
+use crate::Error;
 
 /// How to run (the command-line flags shared by deploy, promote and rollback).
 #[derive(Debug, Clone)]
@@ -105,15 +105,6 @@ impl Report {
         self.bytes = plan.bytes();
         self.plan = plan;
     }
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InvalidationReport {
-    pub distribution_id: String,
-    pub id: Option<String>,
-    pub paths: Vec<String>,
-    pub status: String,
 }
 
 /// What a run records about the stage's Lambda alias (see
@@ -349,7 +340,8 @@ async fn execute(
     pending.extend(plan.changed_paths().map(str::to_owned));
     pending.sort();
     pending.dedup();
-    let invalidation = invalidate_stage(clients, stage, &pending, opts).await;
+    let cdn = Cdn::new(clients.cloudfront.clone());
+    let invalidation = cdn.invalidate_stage(stage, &pending, opts.wait).await;
     next.pending_invalidation = match &invalidation {
         Ok(_) => Vec::new(),
         Err(_) => pending,
@@ -641,49 +633,6 @@ fn json_headers() -> crate::headers::Headers {
         cache_control: "no-store".into(),
         ..Default::default()
     }
-}
-
-/// Invalidates the changed, cacheable paths of a stage; `Ok(None)` when the stage has no
-/// distribution or nothing cacheable changed.
-async fn invalidate_stage(
-    clients: &Clients,
-    stage: &Stage,
-    changed: &[String],
-    opts: &RunOptions,
-) -> Result<Option<InvalidationReport>, Error> {
-    let Some(id) = &stage.distribution_id else {
-        return Ok(None);
-    };
-    let cdn = Cdn::new(clients.cloudfront.clone());
-    // Only look the distribution up when something cacheable changed.
-    if changed
-        .iter()
-        .all(|p| plan::Phase::of(p) == plan::Phase::Immutable)
-    {
-        return Ok(None);
-    }
-    let origin_path = cdn.origin_path(id, &stage.bucket).await?;
-    let paths = invalidate::paths(
-        changed.iter().map(String::as_str),
-        &stage.prefix,
-        &origin_path,
-    );
-    if paths.is_empty() {
-        return Ok(None);
-    }
-    let reference = format!("uploader-{}-{:016x}", stage.name, rand::random::<u64>());
-    let inv_id = cdn.invalidate_with_backoff(id, &paths, &reference).await?;
-    tracing::info!(distribution = %id, invalidation = %inv_id, paths = paths.len(), "invalidation created");
-    let status = match opts.wait {
-        Some(limit) => cdn.wait_completed(id, &inv_id, limit).await?,
-        None => "InProgress".to_owned(),
-    };
-    Ok(Some(InvalidationReport {
-        distribution_id: id.clone(),
-        id: Some(inv_id),
-        paths,
-        status,
-    }))
 }
 
 #[cfg(test)]

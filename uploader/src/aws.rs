@@ -6,18 +6,25 @@
 //! on 5xx, throttling (`SlowDown`) and time-outs.
 //!
 //! Every client (S3, CloudFront, Lambda, API Gateway) is built from the one loaded
-//! configuration, so `AWS_ENDPOINT_URL` and the region apply to all of them alike.
+//! configuration, so `AWS_ENDPOINT_URL` and the region apply to all of them alike. This
+//! is the edge: the engine sees them only through the narrow interfaces they implement.
+
+use std::sync::Arc;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 
-/// The clients one run needs, sharing one loaded configuration.
-#[derive(Clone, Debug)]
+use crate::backend::LambdaApi;
+use crate::cdn::CdnApi;
+use crate::sdk::{cloudfront::SdkCloudFront, lambda::SdkLambda, s3::SdkS3};
+use crate::store::ObjectApi;
+
+/// The remote side of one run: S3, CloudFront, Lambda + API Gateway.
+#[derive(Clone)]
 pub struct Clients {
-    pub s3: aws_sdk_s3::Client,
-    pub cloudfront: aws_sdk_cloudfront::Client,
-    pub lambda: aws_sdk_lambda::Client,
-    pub apigateway: aws_sdk_apigateway::Client,
+    pub s3: Arc<dyn ObjectApi>,
+    pub cloudfront: Arc<dyn CdnApi>,
+    pub lambda: Arc<dyn LambdaApi>,
     /// The region in use (API Gateway invoke URLs and ARNs name it).
     pub region: String,
 }
@@ -54,10 +61,12 @@ impl Clients {
             )
             .build();
         Self {
-            s3: aws_sdk_s3::Client::from_conf(s3_config),
-            cloudfront: aws_sdk_cloudfront::Client::new(&shared),
-            lambda: aws_sdk_lambda::Client::new(&shared),
-            apigateway: aws_sdk_apigateway::Client::new(&shared),
+            s3: Arc::new(SdkS3::new(aws_sdk_s3::Client::from_conf(s3_config))),
+            cloudfront: Arc::new(SdkCloudFront::new(aws_sdk_cloudfront::Client::new(&shared))),
+            lambda: Arc::new(SdkLambda::new(
+                aws_sdk_lambda::Client::new(&shared),
+                aws_sdk_apigateway::Client::new(&shared),
+            )),
             region: shared
                 .region()
                 .map(|r| r.as_ref().to_owned())

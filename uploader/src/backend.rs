@@ -1,14 +1,13 @@
 //! The API side of a stage: the Lambda alias its API Gateway stage variable selects.
 //!
-//! A thin layer of Lambda and API Gateway calls, plus the read-only preflight that
+//! The Lambda and API Gateway calls behind [`LambdaApi`], plus the read-only preflight that
 //! `promote` and `rollback` run before they write anything ([`plan_promote`],
 //! [`plan_restore`]). The order in which those calls are combined with the front end,
 //! and what happens when one side fails, is in [`crate::release`].
 
 use std::collections::BTreeMap;
 
-use aws_sdk_lambda::config::http::HttpResponse;
-use aws_sdk_lambda::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::config::{Stage, StageApi};
@@ -70,40 +69,6 @@ impl BackendError {
     }
 }
 
-/// An SDK error, reduced to what the callers act on.
-struct Failure {
-    /// The service said the thing does not exist (as opposed to: could not ask).
-    not_found: bool,
-    message: String,
-}
-
-fn failure<E>(err: SdkError<E, HttpResponse>) -> Failure
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let not_found = matches!(
-        err.code(),
-        Some("ResourceNotFoundException" | "NotFoundException")
-    );
-    let message = match (err.code(), err.message(), err.raw_response()) {
-        (Some(c), Some(m), _) => format!("{c}: {m}"),
-        (Some(c), None, _) => c.to_owned(),
-        // An answer without an AWS error code (a proxy, a 5xx page): its status says most.
-        (None, _, Some(raw)) => format!("HTTP {} without an AWS error code", raw.status().as_u16()),
-        (None, _, None) => DisplayErrorContext(&err).to_string(),
-    };
-    Failure { not_found, message }
-}
-
-fn request(service: &'static str, op: &'static str, target: &str, f: Failure) -> BackendError {
-    BackendError::Request {
-        service,
-        op,
-        target: target.to_owned(),
-        message: f.message,
-    }
-}
-
 /// A function as `GetFunction` describes its `$LATEST`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionInfo {
@@ -112,176 +77,45 @@ pub struct FunctionInfo {
     pub code_sha256: Option<String>,
 }
 
-/// The Lambda calls the uploader makes.
-#[derive(Clone, Debug)]
-pub struct Lambda {
-    client: aws_sdk_lambda::Client,
-}
-
-impl Lambda {
-    pub fn new(client: aws_sdk_lambda::Client) -> Self {
-        Self { client }
-    }
-
+/// The Lambda and API Gateway calls the uploader makes, one method per request: the
+/// seam between the engine and the services. [`crate::sdk::lambda::SdkLambda`] is the
+/// real one.
+#[async_trait]
+pub trait LambdaApi: Send + Sync {
     /// The function's `$LATEST`; `None` when it does not exist.
-    pub async fn function(&self, function: &str) -> Result<Option<FunctionInfo>, BackendError> {
-        match self
-            .client
-            .get_function()
-            .function_name(function)
-            .send()
-            .await
-        {
-            Ok(out) => {
-                let config = out.configuration();
-                Ok(Some(FunctionInfo {
-                    arn: unqualified_arn(config.and_then(|c| c.function_arn()).unwrap_or_default()),
-                    code_sha256: config.and_then(|c| c.code_sha256()).map(str::to_owned),
-                }))
-            }
-            Err(e) => match failure(e) {
-                f if f.not_found => Ok(None),
-                f => Err(request("Lambda", "GetFunction", function, f)),
-            },
-        }
-    }
-
+    async fn function(&self, function: &str) -> Result<Option<FunctionInfo>, BackendError>;
     /// True when the published `version` of `function` exists.
-    pub async fn version_exists(
-        &self,
-        function: &str,
-        version: &str,
-    ) -> Result<bool, BackendError> {
-        match self
-            .client
-            .get_function()
-            .function_name(function)
-            .qualifier(version)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) => match failure(e) {
-                f if f.not_found => Ok(false),
-                f => Err(request(
-                    "Lambda",
-                    "GetFunction",
-                    &format!("{function}:{version}"),
-                    f,
-                )),
-            },
-        }
-    }
-
+    async fn version_exists(&self, function: &str, version: &str) -> Result<bool, BackendError>;
     /// The version an alias points at (`$LATEST` or a number); `None` when the alias
     /// does not exist.
-    pub async fn alias(&self, function: &str, alias: &str) -> Result<Option<String>, BackendError> {
-        match self
-            .client
-            .get_alias()
-            .function_name(function)
-            .name(alias)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(out.function_version().unwrap_or(LATEST).to_owned())),
-            Err(e) => match failure(e) {
-                f if f.not_found => Ok(None),
-                f => Err(request(
-                    "Lambda",
-                    "GetAlias",
-                    &format!("{function}:{alias}"),
-                    f,
-                )),
-            },
-        }
-    }
-
+    async fn alias(&self, function: &str, alias: &str) -> Result<Option<String>, BackendError>;
     /// Publishes `$LATEST` as a version and returns its number. Lambda does not publish
     /// again when neither code nor configuration changed since the latest version: it
     /// returns that version. `code_sha256` (from the preflight) makes Lambda refuse if
     /// the code changed in between, so what is published is what was checked.
-    pub async fn publish(
+    async fn publish(
         &self,
         function: &str,
         code_sha256: Option<&str>,
-    ) -> Result<String, BackendError> {
-        let out = self
-            .client
-            .publish_version()
-            .function_name(function)
-            .set_code_sha256(code_sha256.map(str::to_owned))
-            .description("published by uploader promote")
-            .send()
-            .await
-            .map_err(|e| request("Lambda", "PublishVersion", function, failure(e)))?;
-        out.version()
-            .map(str::to_owned)
-            .ok_or_else(|| BackendError::Request {
-                service: "Lambda",
-                op: "PublishVersion",
-                target: function.to_owned(),
-                message: "the answer named no version".into(),
-            })
-    }
-
+    ) -> Result<String, BackendError>;
     /// Points `alias` at `version`, creating the alias when `exists` is false.
-    pub async fn point_alias(
+    async fn point_alias(
         &self,
         function: &str,
         alias: &str,
         version: &str,
         exists: bool,
-    ) -> Result<(), BackendError> {
-        let target = format!("{function}:{alias}");
-        if exists {
-            self.client
-                .update_alias()
-                .function_name(function)
-                .name(alias)
-                .function_version(version)
-                .send()
-                .await
-                .map_err(|e| request("Lambda", "UpdateAlias", &target, failure(e)))?;
-        } else {
-            self.client
-                .create_alias()
-                .function_name(function)
-                .name(alias)
-                .function_version(version)
-                .send()
-                .await
-                .map_err(|e| request("Lambda", "CreateAlias", &target, failure(e)))?;
-        }
-        Ok(())
-    }
-
+    ) -> Result<(), BackendError>;
     /// The resource policy (JSON) of `function:qualifier`; `None` when it has none.
-    pub async fn policy(
+    async fn policy(&self, function: &str, qualifier: &str)
+    -> Result<Option<String>, BackendError>;
+    /// Reads an API Gateway stage (one `GetStage`; a `GetRestApi` only when the stage is
+    /// not found, to tell a wrong API id from a missing stage).
+    async fn gateway_stage(
         &self,
-        function: &str,
-        qualifier: &str,
-    ) -> Result<Option<String>, BackendError> {
-        match self
-            .client
-            .get_policy()
-            .function_name(function)
-            .qualifier(qualifier)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(out.policy().map(str::to_owned)),
-            Err(e) => match failure(e) {
-                f if f.not_found => Ok(None),
-                f => Err(request(
-                    "Lambda",
-                    "GetPolicy",
-                    &format!("{function}:{qualifier}"),
-                    f,
-                )),
-            },
-        }
-    }
+        rest_api_id: &str,
+        stage: &str,
+    ) -> Result<GatewayStage, BackendError>;
 }
 
 /// What API Gateway says about one stage of a REST API.
@@ -291,39 +125,6 @@ pub enum GatewayStage {
     Found(BTreeMap<String, String>),
     NoSuchApi,
     NoSuchStage,
-}
-
-/// Reads an API Gateway stage (one `GetStage`; a `GetRestApi` only when the stage is
-/// not found, to tell a wrong API id from a missing stage).
-pub async fn gateway_stage(
-    client: &aws_sdk_apigateway::Client,
-    rest_api_id: &str,
-    stage: &str,
-) -> Result<GatewayStage, BackendError> {
-    let target = format!("{rest_api_id}/{stage}");
-    match client
-        .get_stage()
-        .rest_api_id(rest_api_id)
-        .stage_name(stage)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(GatewayStage::Found(
-            out.variables()
-                .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
-        )),
-        Err(e) => match failure(e) {
-            f if f.not_found => match client.get_rest_api().rest_api_id(rest_api_id).send().await {
-                Ok(_) => Ok(GatewayStage::NoSuchStage),
-                Err(e) => match failure(e) {
-                    f if f.not_found => Ok(GatewayStage::NoSuchApi),
-                    f => Err(request("API Gateway", "GetRestApi", rest_api_id, f)),
-                },
-            },
-            f => Err(request("API Gateway", "GetStage", &target, f)),
-        },
-    }
 }
 
 /// `arn:aws:lambda:r:a:function:name[:qualifier]` → without the qualifier.
@@ -403,7 +204,7 @@ pub struct LambdaReport {
 /// which version goes to the target, and where the target alias points now (a missing
 /// target alias is created later). Read-only.
 pub async fn plan_promote(
-    lambda: &Lambda,
+    lambda: &dyn LambdaApi,
     from: &Stage,
     from_api: &StageApi,
     to: &Stage,
@@ -443,7 +244,7 @@ pub async fn plan_promote(
 /// The preflight of a rollback: the recorded `version` still exists, and where the
 /// stage's alias points now. Read-only.
 pub async fn plan_restore(
-    lambda: &Lambda,
+    lambda: &dyn LambdaApi,
     api: &StageApi,
     version: &str,
 ) -> Result<AliasMove, BackendError> {

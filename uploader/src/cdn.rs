@@ -1,8 +1,12 @@
 //! CloudFront: the calls that make the edge serve what was just deployed.
 
-use aws_sdk_cloudfront::config::http::HttpResponse;
-use aws_sdk_cloudfront::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::config::Stage;
+use crate::{invalidate, plan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CdnError {
@@ -44,44 +48,42 @@ pub struct OriginInfo {
     pub origin_path: String,
 }
 
-#[derive(Clone, Debug)]
-pub struct Cdn {
-    client: aws_sdk_cloudfront::Client,
-}
-
-impl Cdn {
-    pub fn new(client: aws_sdk_cloudfront::Client) -> Self {
-        Self { client }
-    }
-
+/// The CloudFront calls the uploader makes, one method per request: the seam between
+/// the engine and the service. [`crate::sdk::cloudfront::SdkCloudFront`] is the real one.
+#[async_trait]
+pub trait CdnApi: Send + Sync {
     /// Creates one invalidation for `paths` (already encoded, each starting with `/`);
     /// returns its id. `caller_reference` makes a retried request idempotent.
-    pub async fn invalidate(
+    async fn create_invalidation(
         &self,
         distribution_id: &str,
         paths: &[String],
         caller_reference: &str,
-    ) -> Result<String, CdnError> {
-        let batch = InvalidationBatch::builder()
-            .paths(
-                Paths::builder()
-                    .quantity(i32::try_from(paths.len()).unwrap_or(i32::MAX))
-                    .set_items(Some(paths.to_vec()))
-                    .build()
-                    .map_err(|e| CdnError::Build(e.to_string()))?,
-            )
-            .caller_reference(caller_reference)
-            .build()
-            .map_err(|e| CdnError::Build(e.to_string()))?;
-        let out = self
-            .client
-            .create_invalidation()
-            .distribution_id(distribution_id)
-            .invalidation_batch(batch)
-            .send()
-            .await
-            .map_err(|e| error("CreateInvalidation", distribution_id, e))?;
-        Ok(out.invalidation.map(|i| i.id).unwrap_or_default())
+    ) -> Result<String, CdnError>;
+    /// Every origin of the distribution (its origin path empty when none is set).
+    async fn origins(&self, distribution_id: &str) -> Result<Vec<OriginInfo>, CdnError>;
+    /// The status of an invalidation (`InProgress` or `Completed`).
+    async fn invalidation_status(
+        &self,
+        distribution_id: &str,
+        invalidation_id: &str,
+    ) -> Result<String, CdnError>;
+}
+
+/// CloudFront as the engine uses it: origin lookup, invalidation with backoff, waiting.
+#[derive(Clone)]
+pub struct Cdn {
+    api: Arc<dyn CdnApi>,
+}
+
+impl Cdn {
+    pub fn new(api: Arc<dyn CdnApi>) -> Self {
+        Self { api }
+    }
+
+    /// Every origin of the distribution.
+    pub async fn origins(&self, distribution_id: &str) -> Result<Vec<OriginInfo>, CdnError> {
+        self.api.origins(distribution_id).await
     }
 
     /// The origin path of the distribution's origin for `bucket` (`/dev`, or empty):
@@ -114,29 +116,6 @@ impl Cdn {
         }
     }
 
-    /// Every origin of the distribution (its origin path empty when none is set).
-    pub async fn origins(&self, distribution_id: &str) -> Result<Vec<OriginInfo>, CdnError> {
-        let out = self
-            .client
-            .get_distribution_config()
-            .id(distribution_id)
-            .send()
-            .await
-            .map_err(|e| error("GetDistributionConfig", distribution_id, e))?;
-        Ok(out
-            .distribution_config
-            .and_then(|c| c.origins)
-            .map(|o| o.items)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|o| OriginInfo {
-                id: o.id,
-                domain_name: o.domain_name,
-                origin_path: o.origin_path.unwrap_or_default(),
-            })
-            .collect())
-    }
-
     /// Creates an invalidation, waiting and retrying while CloudFront has too many in
     /// progress (exponential backoff with jitter, about two minutes at most).
     pub async fn invalidate_with_backoff(
@@ -149,7 +128,8 @@ impl Cdn {
         let mut waited = std::time::Duration::ZERO;
         loop {
             match self
-                .invalidate(distribution_id, paths, caller_reference)
+                .api
+                .create_invalidation(distribution_id, paths, caller_reference)
                 .await
             {
                 Err(e) if e.is_transient() && waited < std::time::Duration::from_secs(120) => {
@@ -174,6 +154,7 @@ impl Cdn {
         let deadline = std::time::Instant::now() + limit;
         loop {
             let status = self
+                .api
                 .invalidation_status(distribution_id, invalidation_id)
                 .await?;
             if status.eq_ignore_ascii_case("completed") {
@@ -194,50 +175,54 @@ impl Cdn {
         }
     }
 
-    /// The status of an invalidation (`InProgress` or `Completed`).
-    pub async fn invalidation_status(
+    /// Invalidates the changed, cacheable paths of a stage; `Ok(None)` when the stage has no
+    /// distribution or nothing cacheable changed.
+    pub async fn invalidate_stage(
         &self,
-        distribution_id: &str,
-        invalidation_id: &str,
-    ) -> Result<String, CdnError> {
-        let out = self
-            .client
-            .get_invalidation()
-            .distribution_id(distribution_id)
-            .id(invalidation_id)
-            .send()
-            .await
-            .map_err(|e| error("GetInvalidation", distribution_id, e))?;
-        Ok(out.invalidation.map(|i| i.status).unwrap_or_default())
+        stage: &Stage,
+        changed: &[String],
+        wait: Option<std::time::Duration>,
+    ) -> Result<Option<InvalidationReport>, CdnError> {
+        let Some(id) = &stage.distribution_id else {
+            return Ok(None);
+        };
+        // Only look the distribution up when something cacheable changed.
+        if changed
+            .iter()
+            .all(|p| plan::Phase::of(p) == plan::Phase::Immutable)
+        {
+            return Ok(None);
+        }
+        let origin_path = self.origin_path(id, &stage.bucket).await?;
+        let paths = invalidate::paths(
+            changed.iter().map(String::as_str),
+            &stage.prefix,
+            &origin_path,
+        );
+        if paths.is_empty() {
+            return Ok(None);
+        }
+        let reference = format!("uploader-{}-{:016x}", stage.name, rand::random::<u64>());
+        let inv_id = self.invalidate_with_backoff(id, &paths, &reference).await?;
+        tracing::info!(distribution = %id, invalidation = %inv_id, paths = paths.len(), "invalidation created");
+        let status = match wait {
+            Some(limit) => self.wait_completed(id, &inv_id, limit).await?,
+            None => "InProgress".to_owned(),
+        };
+        Ok(Some(InvalidationReport {
+            distribution_id: id.clone(),
+            id: Some(inv_id),
+            paths,
+            status,
+        }))
     }
 }
 
-fn error<E>(op: &'static str, id: &str, err: SdkError<E, HttpResponse>) -> CdnError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let code = err.code().map(str::to_owned);
-    if code.as_deref() == Some("NoSuchDistribution") {
-        return CdnError::NoSuchDistribution(id.to_owned());
-    }
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    let transient = matches!(
-        err,
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
-    ) || status.is_some_and(|s| s >= 500)
-        || matches!(
-            code.as_deref(),
-            Some("TooManyInvalidationsInProgress" | "Throttling" | "ServiceUnavailable")
-        );
-    let message = match (err.code(), err.message()) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c.to_owned(),
-        _ => DisplayErrorContext(&err).to_string(),
-    };
-    CdnError::Request {
-        op,
-        id: id.to_owned(),
-        message,
-        transient,
-    }
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvalidationReport {
+    pub distribution_id: String,
+    pub id: Option<String>,
+    pub paths: Vec<String>,
+    pub status: String,
 }

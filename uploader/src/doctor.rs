@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::aws::Clients;
-use crate::backend::{self, FunctionInfo, GatewayStage, Lambda};
+use crate::backend::{FunctionInfo, GatewayStage};
 use crate::cdn::{Cdn, CdnError, OriginInfo};
 use crate::config::{Stage, StageApi, normalise_prefix};
 use crate::store::Bucket;
@@ -135,9 +135,9 @@ pub async fn run(clients: &Clients, stage: &Stage) -> Report {
 pub async fn gather(clients: &Clients, stage: &Stage) -> Facts {
     let api = async {
         let api = stage.api.as_ref()?;
-        let lambda = Lambda::new(clients.lambda.clone());
+        let lambda = clients.lambda.clone();
         let (gateway, function, alias, policy) = tokio::join!(
-            backend::gateway_stage(&clients.apigateway, &api.rest_api_id, &api.stage),
+            clients.lambda.gateway_stage(&api.rest_api_id, &api.stage),
             lambda.function(&api.function),
             lambda.alias(&api.function, &api.alias),
             lambda.policy(&api.function, &api.alias),

@@ -23,6 +23,7 @@ pub mod plan;
 pub mod preview;
 pub mod progress;
 pub mod release;
+pub mod sdk;
 pub mod state;
 pub mod store;
 

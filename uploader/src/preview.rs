@@ -74,10 +74,7 @@ async fn serve(State(site): State<Site>, method: Method, uri: Uri) -> Response {
             if method == Method::HEAD {
                 return (StatusCode::OK, headers).into_response();
             }
-            let stream = futures::stream::unfold(obj.body, |mut body| async move {
-                body.next().await.map(|chunk| (chunk, body))
-            });
-            (StatusCode::OK, headers, Body::from_stream(stream)).into_response()
+            (StatusCode::OK, headers, Body::from_stream(obj.body)).into_response()
         }
         Ok(None) => not_found(),
         Err(e) => {

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::apply::{self, AliasRecord, Report, RunOptions, Target};
 use crate::aws::Clients;
-use crate::backend::{self, AliasMove, BackendError, Lambda, LambdaReport, VersionSource};
+use crate::backend::{self, AliasMove, BackendError, LambdaReport, VersionSource};
 use crate::config::Stage;
 use crate::lock::with_stage_lock;
 use crate::plan::{Desired, Source};
@@ -127,8 +127,8 @@ pub async fn promote(
     // function stops the promote before anything (even a lock) is written.
     let alias_move = match (&from.api, &to.api) {
         (Some(from_api), Some(to_api)) => {
-            let lambda = Lambda::new(clients.lambda.clone());
-            Some(backend::plan_promote(&lambda, from, from_api, to, to_api).await?)
+            let lambda = clients.lambda.clone();
+            Some(backend::plan_promote(&*lambda, from, from_api, to, to_api).await?)
         }
         (None, None) => None,
         _ => {
@@ -268,7 +268,7 @@ async fn with_alias_locked(
     opts: &RunOptions,
 ) -> Result<Report, Error> {
     let stage = target.stage;
-    let lambda = Lambda::new(clients.lambda.clone());
+    let lambda = clients.lambda.clone();
     // Under the lock, where the alias points now is what a failure goes back to.
     let current = lambda.alias(&mv.function, &mv.alias).await?;
     let version = match &mv.source {
@@ -400,7 +400,7 @@ pub async fn rollback(
         );
         return apply::apply(clients, target, opts).await;
     };
-    let mv = backend::plan_restore(&Lambda::new(clients.lambda.clone()), api, &version).await?;
+    let mv = backend::plan_restore(&*clients.lambda, api, &version).await?;
     with_alias(clients, target, mv, opts).await
 }
 

@@ -1,9 +1,7 @@
-//! The remote side: the thin layer of S3 calls the deployer makes.
-//!
-//! Every call goes through the standard AWS configuration chain (`AWS_ENDPOINT_URL`,
-//! `AWS_PROFILE`, region, credentials), so the same binary talks to AWS, moto or any
-//! other S3 implementation. No ACL is ever sent: objects stay private and the
-//! distribution reads them through its origin access settings.
+//! The object store as the engine sees it: a [`Bucket`] over the narrow [`ObjectApi`]
+//! (one method per S3 call), implemented over the AWS SDK in [`crate::sdk::s3`] and in
+//! memory for tests. No ACL is ever sent: objects stay private and the distribution
+//! reads them through its origin access settings.
 //!
 //! Integrity: every body is sent plain, with a known `Content-Length`, never in the
 //! SDK's `aws-chunked` framing (which S3-compatible servers that do not decode it store
@@ -13,10 +11,12 @@
 //! A server that stored anything else fails the run ([`StoreError::Corrupted`]).
 
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
 
-use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
+use async_trait::async_trait;
+use axum::body::Bytes;
+use futures::Stream;
 
 use crate::headers::Headers;
 
@@ -175,13 +175,118 @@ pub struct Stored {
     pub md5: Option<String>,
 }
 
+/// An object's body as it arrives.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send>>;
+
 /// An object as stored: its body and the headers S3 serves it with.
-#[derive(Debug)]
 pub struct Fetched {
-    pub body: ByteStream,
+    pub body: BodyStream,
     pub headers: Headers,
     pub etag: Option<String>,
     pub content_length: Option<i64>,
+}
+
+impl std::fmt::Debug for Fetched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetched")
+            .field("headers", &self.headers)
+            .field("etag", &self.etag)
+            .field("content_length", &self.content_length)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a server answers to a PUT or an UploadPart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutAnswer {
+    pub etag: Option<String>,
+    /// The `x-amz-checksum-sha256` it echoes, if any.
+    pub checksum_sha256: Option<String>,
+}
+
+/// One uploaded part of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub number: i32,
+    pub etag: Option<String>,
+    pub checksum_sha256: Option<String>,
+}
+
+/// A listing: the objects under a prefix and, when asked, the "folders" directly under
+/// it (common prefixes with delimiter `/`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub objects: Vec<Listed>,
+    pub folders: Vec<String>,
+}
+
+/// The S3 calls the uploader makes, one method per request: the seam between the
+/// engine and a server. [`crate::sdk::s3::SdkS3`] is the real one.
+#[async_trait]
+pub trait ObjectApi: Send + Sync {
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        checksum_sha256: Option<String>,
+        headers: &Headers,
+    ) -> Result<PutAnswer, StoreError>;
+    /// A PUT with `If-None-Match: *` (JSON records); `Ok(None)` when the key exists.
+    async fn put_if_absent(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        checksum_sha256: Option<String>,
+    ) -> Result<Option<PutAnswer>, StoreError>;
+    /// `Ok(None)` when the object does not exist.
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<Fetched>, StoreError>;
+    /// A server-side copy stored with `headers`; returns the new ETag.
+    async fn copy_object(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        bucket: &str,
+        key: &str,
+        headers: &Headers,
+    ) -> Result<Option<String>, StoreError>;
+    async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), StoreError>;
+    /// At most 1000 keys.
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<(), StoreError>;
+    /// Every object under `prefix` (all pages); with `folders`, also the common
+    /// prefixes directly under it.
+    async fn list(&self, bucket: &str, prefix: &str, folders: bool) -> Result<Listing, StoreError>;
+    /// Returns the upload id; `sha256_parts` announces a SHA-256 checksum per part.
+    async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        headers: &Headers,
+        sha256_parts: bool,
+    ) -> Result<String, StoreError>;
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Vec<u8>,
+        checksum_sha256: Option<String>,
+    ) -> Result<PutAnswer, StoreError>;
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<Part>,
+    ) -> Result<Option<String>, StoreError>;
+    async fn abort_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), StoreError>;
 }
 
 /// One object of a listing.
@@ -202,20 +307,28 @@ const MULTIPART_SLOTS: usize = 2;
 /// bytes sent); at most this many KiB of them are in memory at once.
 const BODY_BUDGET_KIB: usize = 64 * 1024;
 
-/// One bucket, through one S3 client.
-#[derive(Clone, Debug)]
+/// One bucket, through one [`ObjectApi`].
+#[derive(Clone)]
 pub struct Bucket {
-    client: aws_sdk_s3::Client,
+    api: Arc<dyn ObjectApi>,
     name: String,
     checksums: RequestChecksums,
     multipart: std::sync::Arc<tokio::sync::Semaphore>,
     bodies: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
+impl std::fmt::Debug for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bucket")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Bucket {
-    pub fn new(client: aws_sdk_s3::Client, name: impl Into<String>) -> Self {
+    pub fn new(api: Arc<dyn ObjectApi>, name: impl Into<String>) -> Self {
         Self {
-            client,
+            api,
             name: name.into(),
             checksums: RequestChecksums::default(),
             multipart: std::sync::Arc::new(tokio::sync::Semaphore::new(MULTIPART_SLOTS)),
@@ -291,23 +404,12 @@ impl Bucket {
         headers: &Headers,
     ) -> Result<Stored, StoreError> {
         let out = self
-            .client
-            .put_object()
-            .bucket(&self.name)
-            .key(key)
-            .content_length(bytes.len() as i64)
-            .set_checksum_sha256(self.checksum(digests))
-            .body(ByteStream::from(bytes))
-            .content_type(&headers.content_type)
-            .cache_control(&headers.cache_control)
-            .set_content_encoding(headers.content_encoding.clone())
-            .set_metadata(some_map(headers))
-            .send()
-            .await
-            .map_err(|e| self.error("PutObject", key, e))?;
-        self.check(key, digests, out.checksum_sha256(), out.e_tag())?;
+            .api
+            .put_object(&self.name, key, bytes, self.checksum(digests), headers)
+            .await?;
+        self.check(key, digests, &out)?;
         Ok(Stored {
-            etag: out.e_tag.map(|e| normalise_etag(&e)),
+            etag: out.etag.map(|e| normalise_etag(&e)),
             md5: Some(digests.md5_hex()),
         })
     }
@@ -317,14 +419,13 @@ impl Bucket {
         (self.checksums == RequestChecksums::WhenSupported).then(|| digests.sha256_base64())
     }
 
-    fn check(
-        &self,
-        key: &str,
-        sent: &Digests,
-        echoed_sha256: Option<&str>,
-        etag: Option<&str>,
-    ) -> Result<(), StoreError> {
-        check_stored(sent, echoed_sha256, etag).map_err(|answer| StoreError::Corrupted {
+    fn check(&self, key: &str, sent: &Digests, answer: &PutAnswer) -> Result<(), StoreError> {
+        check_stored(
+            sent,
+            answer.checksum_sha256.as_deref(),
+            answer.etag.as_deref(),
+        )
+        .map_err(|answer| StoreError::Corrupted {
             bucket: self.name.clone(),
             key: key.to_owned(),
             answer,
@@ -333,47 +434,17 @@ impl Bucket {
 
     /// Fetches an object; `Ok(None)` when it does not exist.
     pub async fn get(&self, key: &str) -> Result<Option<Fetched>, StoreError> {
-        match self
-            .client
-            .get_object()
-            .bucket(&self.name)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(Fetched {
-                headers: Headers {
-                    content_type: out.content_type.unwrap_or_default(),
-                    cache_control: out.cache_control.unwrap_or_default(),
-                    content_encoding: out.content_encoding,
-                    metadata: out.metadata.unwrap_or_default().into_iter().collect(),
-                },
-                etag: out.e_tag,
-                content_length: out.content_length,
-                body: out.body,
-            })),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(self.error("GetObject", key, e)),
-        }
+        self.api.get_object(&self.name, key).await
     }
 
     /// Fetches a small object whole; `Ok(None)` when it does not exist.
     pub async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        use futures::TryStreamExt;
         let Some(fetched) = self.get(key).await? else {
             return Ok(None);
         };
-        let data = fetched
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Request {
-                op: "GetObject",
-                bucket: self.name.clone(),
-                key: key.to_owned(),
-                message: e.to_string(),
-                transient: true,
-            })?;
-        Ok(Some(data.into_bytes().to_vec()))
+        let chunks: Vec<Bytes> = fetched.body.try_collect().await?;
+        Ok(Some(chunks.concat()))
     }
 
     /// Sends a large file in parts, one part in memory at a time, each with its own
@@ -386,7 +457,6 @@ impl Bucket {
         sha256: &str,
         headers: &Headers,
     ) -> Result<Stored, StoreError> {
-        use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
         use sha2::{Digest, Sha256};
         use tokio::io::AsyncReadExt;
 
@@ -398,22 +468,15 @@ impl Bucket {
             path: path.to_owned(),
             source,
         };
-        let algorithm = (self.checksums == RequestChecksums::WhenSupported)
-            .then_some(ChecksumAlgorithm::Sha256);
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.name)
-            .key(key)
-            .set_checksum_algorithm(algorithm)
-            .content_type(&headers.content_type)
-            .cache_control(&headers.cache_control)
-            .set_content_encoding(headers.content_encoding.clone())
-            .set_metadata(some_map(headers))
-            .send()
-            .await
-            .map_err(|e| self.error("CreateMultipartUpload", key, e))?;
-        let upload_id = created.upload_id.unwrap_or_default();
+        let upload_id = self
+            .api
+            .create_multipart(
+                &self.name,
+                key,
+                headers,
+                self.checksums == RequestChecksums::WhenSupported,
+            )
+            .await?;
         let result: Result<Stored, StoreError> = async {
             let mut file = tokio::fs::File::open(path).await.map_err(io)?;
             let mut whole = Sha256::new();
@@ -432,27 +495,17 @@ impl Bucket {
                 let last = (buf.len() as u64) < PART_SIZE;
                 whole.update(&buf);
                 let digests = Digests::of(&buf);
+                let checksum = self.checksum(&digests);
                 let out = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.name)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .part_number(number)
-                    .content_length(buf.len() as i64)
-                    .set_checksum_sha256(self.checksum(&digests))
-                    .body(ByteStream::from(buf))
-                    .send()
-                    .await
-                    .map_err(|e| self.error("UploadPart", key, e))?;
-                self.check(key, &digests, out.checksum_sha256(), out.e_tag())?;
-                parts.push(
-                    CompletedPart::builder()
-                        .part_number(number)
-                        .set_e_tag(out.e_tag)
-                        .set_checksum_sha256(self.checksum(&digests))
-                        .build(),
-                );
+                    .api
+                    .upload_part(&self.name, key, &upload_id, number, buf, checksum.clone())
+                    .await?;
+                self.check(key, &digests, &out)?;
+                parts.push(Part {
+                    number,
+                    etag: out.etag,
+                    checksum_sha256: checksum,
+                });
                 number += 1;
                 if last {
                     break;
@@ -464,35 +517,18 @@ impl Bucket {
                     path: path.to_owned(),
                 });
             }
-            let done = self
-                .client
-                .complete_multipart_upload()
-                .bucket(&self.name)
-                .key(key)
-                .upload_id(&upload_id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| self.error("CompleteMultipartUpload", key, e))?;
+            let etag = self
+                .api
+                .complete_multipart(&self.name, key, &upload_id, parts)
+                .await?;
             Ok(Stored {
-                etag: done.e_tag.map(|e| normalise_etag(&e)),
+                etag: etag.map(|e| normalise_etag(&e)),
                 md5: None,
             })
         }
         .await;
         if result.is_err() {
-            let _ = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.name)
-                .key(key)
-                .upload_id(&upload_id)
-                .send()
-                .await;
+            let _ = self.api.abort_multipart(&self.name, key, &upload_id).await;
         }
         result
     }
@@ -506,22 +542,9 @@ impl Bucket {
         key: &str,
         headers: &Headers,
     ) -> Result<Option<String>, StoreError> {
-        use aws_sdk_s3::types::MetadataDirective;
-        let out = self
-            .client
-            .copy_object()
-            .bucket(&self.name)
-            .key(key)
-            .copy_source(copy_source(src_bucket, src_key))
-            .metadata_directive(MetadataDirective::Replace)
-            .content_type(&headers.content_type)
-            .cache_control(&headers.cache_control)
-            .set_content_encoding(headers.content_encoding.clone())
-            .set_metadata(some_map(headers))
-            .send()
+        self.api
+            .copy_object(src_bucket, src_key, &self.name, key, headers)
             .await
-            .map_err(|e| self.error("CopyObject", key, e))?;
-        Ok(out.copy_object_result.and_then(|r| r.e_tag))
     }
 
     /// Replaces an object's headers without sending its body again (a copy onto itself).
@@ -538,209 +561,46 @@ impl Bucket {
     /// ignore the condition.)
     pub async fn put_if_absent(&self, key: &str, bytes: Vec<u8>) -> Result<bool, StoreError> {
         let digests = Digests::of(&bytes);
+        let checksum = self.checksum(&digests);
         match self
-            .client
-            .put_object()
-            .bucket(&self.name)
-            .key(key)
-            .if_none_match("*")
-            .content_type("application/json")
-            .content_length(bytes.len() as i64)
-            .set_checksum_sha256(self.checksum(&digests))
-            .body(ByteStream::from(bytes))
-            .send()
-            .await
+            .api
+            .put_if_absent(&self.name, key, bytes, checksum)
+            .await?
         {
-            Ok(out) => {
-                self.check(key, &digests, out.checksum_sha256(), out.e_tag())?;
+            Some(answer) => {
+                self.check(key, &digests, &answer)?;
                 Ok(true)
             }
-            Err(e) if matches!(http_status(&e), Some(412 | 409)) => Ok(false),
-            Err(e) => Err(self.error("PutObject", key, e)),
+            None => Ok(false),
         }
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_object()
-            .bucket(&self.name)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| self.error("DeleteObject", key, e))?;
-        Ok(())
+        self.api.delete_object(&self.name, key).await
     }
 
     /// Deletes keys, up to 1000 per request.
     pub async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
-        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
         for chunk in keys.chunks(1000) {
-            let objects: Vec<ObjectIdentifier> = chunk
-                .iter()
-                .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
-                .collect();
-            let delete = Delete::builder()
-                .set_objects(Some(objects))
-                .quiet(true)
-                .build()
-                .map_err(|e| StoreError::Request {
-                    op: "DeleteObjects",
-                    bucket: self.name.clone(),
-                    key: chunk.first().cloned().unwrap_or_default(),
-                    message: e.to_string(),
-                    transient: false,
-                })?;
-            let out = self
-                .client
-                .delete_objects()
-                .bucket(&self.name)
-                .delete(delete)
-                .send()
-                .await
-                .map_err(|e| {
-                    self.error("DeleteObjects", chunk.first().map_or("", String::as_str), e)
-                })?;
-            if let Some(err) = out.errors.unwrap_or_default().into_iter().next() {
-                return Err(StoreError::Request {
-                    op: "DeleteObjects",
-                    bucket: self.name.clone(),
-                    key: err.key.unwrap_or_default(),
-                    message: err.message.unwrap_or_else(|| "delete refused".into()),
-                    transient: false,
-                });
-            }
+            self.api.delete_objects(&self.name, chunk).await?;
         }
         Ok(())
     }
 
     /// Every object under `prefix`.
     pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
-        let mut out = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.name)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.error("ListObjectsV2", prefix, e))?;
-            for o in page.contents.unwrap_or_default() {
-                if let Some(key) = o.key {
-                    out.push(Listed {
-                        key,
-                        size: o.size.unwrap_or(0).max(0) as u64,
-                        etag: o.e_tag.map(|e| normalise_etag(&e)),
-                    });
-                }
-            }
-        }
-        Ok(out)
+        Ok(self.api.list(&self.name, prefix, false).await?.objects)
     }
 
     /// The "folders" directly under `prefix` (common prefixes with delimiter `/`).
     pub async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let mut out = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.name)
-            .prefix(prefix)
-            .delimiter("/")
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.error("ListObjectsV2", prefix, e))?;
-            out.extend(
-                page.common_prefixes
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|p| p.prefix),
-            );
-        }
-        Ok(out)
+        Ok(self.api.list(&self.name, prefix, true).await?.folders)
     }
-
-    fn error<E>(&self, op: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> StoreError
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-    {
-        let status = http_status(&err);
-        let code = err.code().map(str::to_owned);
-        match code.as_deref() {
-            Some("NoSuchBucket") => {
-                return StoreError::NoSuchBucket {
-                    bucket: self.name.clone(),
-                };
-            }
-            Some("AccessDenied") | Some("Forbidden") => {
-                return StoreError::AccessDenied {
-                    op,
-                    bucket: self.name.clone(),
-                    key: key.to_owned(),
-                };
-            }
-            _ => {}
-        }
-        let transient = match &err {
-            SdkError::TimeoutError(_)
-            | SdkError::DispatchFailure(_)
-            | SdkError::ResponseError(_) => true,
-            _ => {
-                status.is_some_and(|s| s >= 500)
-                    || matches!(
-                        code.as_deref(),
-                        Some(
-                            "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable"
-                        )
-                    )
-            }
-        };
-        StoreError::Request {
-            op,
-            bucket: self.name.clone(),
-            key: key.to_owned(),
-            message: describe(&err),
-            transient,
-        }
-    }
-}
-
-/// `x-amz-copy-source`: bucket and key, the key percent-encoded (`/` kept) so spaces,
-/// `+`, `&`, `=` and non-ASCII names survive.
-fn copy_source(bucket: &str, key: &str) -> String {
-    format!("{bucket}/{}", crate::invalidate::encode(key))
 }
 
 /// ETags compared without their quotes.
 pub fn normalise_etag(etag: &str) -> String {
     etag.trim_matches('"').to_owned()
-}
-
-fn some_map(headers: &Headers) -> Option<std::collections::HashMap<String, String>> {
-    (!headers.metadata.is_empty()).then(|| headers.metadata.clone().into_iter().collect())
-}
-
-fn http_status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
-    err.raw_response().map(|r| r.status().as_u16())
-}
-
-fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
-    err.code() != Some("NoSuchBucket")
-        && (matches!(err.code(), Some("NoSuchKey" | "NotFound")) || http_status(err) == Some(404))
-}
-
-/// A one-line description of an SDK error: code and message when the service sent
-/// them, else the transport fault.
-pub fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    match (err.code(), err.message()) {
-        (Some(code), Some(msg)) => format!("{code}: {msg}"),
-        (Some(code), None) => code.to_owned(),
-        _ => DisplayErrorContext(err).to_string(),
-    }
 }
 
 #[cfg(test)]
