@@ -272,13 +272,7 @@ async fn bench_cold_start_and_requests() -> Result<()> {
     // Creates last, so the list is measured on exactly 20 todos.
     for (name, method, path, body) in [
         (
-            "GET /healthz (adapter + runtime API, no storage)",
-            Method::GET,
-            "/healthz",
-            None,
-        ),
-        (
-            "OPTIONS /dev/todos preflight (adapter + CORS, no storage)",
+            "OPTIONS /dev/todos preflight (runtime API + adapter + router, no storage)",
             Method::OPTIONS,
             "/todos",
             None,
@@ -331,7 +325,7 @@ async fn bench_cold_start_and_requests() -> Result<()> {
         percentile(&inits, 1.0)
     );
     println!(
-        "| first request after init (GET /dev/todos) | {} | {:.2} | {:.2} | {:.2} |",
+        "| first request after init (GET /dev/todos, empty list) | {} | {:.2} | {:.2} | {:.2} |",
         firsts.len(),
         percentile(&firsts, 0.5),
         percentile(&firsts, 0.9),
