@@ -152,3 +152,48 @@ async fn concurrent_creates_all_land_and_list_in_id_order() {
             .all(|t| t.completed)
     );
 }
+
+/// More than one Query page (DynamoDB, and moto, stop a page at 1 MB): 600
+/// todos with 2,000-byte titles are ~1.2 MB. List, toggle-all and
+/// clear-completed must follow `LastEvaluatedKey` to see every todo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn list_and_bulk_operations_follow_every_query_page() {
+    use futures_util::{StreamExt, TryStreamExt, stream};
+
+    let (store, _moto) = store().await;
+    let stage = dev();
+    let big = "🚀".repeat(500); // 500 characters, 2,000 bytes
+    let created: Vec<String> = stream::iter(0..600)
+        .map(|_| {
+            let (store, stage, big) = (store.clone(), stage.clone(), big.clone());
+            async move {
+                let title = Title::parse(&big).expect("valid title");
+                store.create(&stage, title, false).await.map(|t| t.id)
+            }
+        })
+        .buffered(16)
+        .try_collect()
+        .await
+        .expect("create");
+
+    let listed: Vec<String> = store
+        .list(&stage)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(listed.len(), 600, "every page of the list is read");
+    let mut sorted = created.clone();
+    sorted.sort_unstable();
+    assert_eq!(listed, sorted, "in key (creation) order");
+
+    let all = store
+        .set_all_completed(&stage, true)
+        .await
+        .expect("toggle-all");
+    assert_eq!(all.len(), 600);
+    assert!(all.iter().all(|t| t.completed));
+    assert_eq!(store.delete_completed(&stage).await.expect("clear"), 600);
+    assert!(store.list(&stage).await.expect("list").is_empty());
+}
