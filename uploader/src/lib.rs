@@ -27,6 +27,11 @@ pub mod sdk;
 pub mod state;
 pub mod store;
 
+#[cfg(test)]
+mod engine_tests;
+#[cfg(test)]
+mod fake;
+
 /// The per-stage runtime configuration the app reads at boot; written by every deploy.
 pub const CONFIG_JSON: &str = "config.json";
 

@@ -1,0 +1,557 @@
+//! The engine's failure cases on the in-memory fakes ([`crate::fake`]): a fault at
+//! every write position of deploy, promote and rollback, each followed by the
+//! invariants a visitor and an operator rely on; lock contention; a crashed run's
+//! marker; retention edges; a Lambda alias that cannot move after the front end went
+//! live; and the exit code of every command's failure categories. No server, no
+//! process: the whole file runs in well under a second.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::apply::RunOptions;
+use crate::config::{Config, Stage};
+use crate::fake::Fakes;
+use crate::{Error, deploy, exit, release};
+
+const BUCKET: &str = "site";
+
+const CONFIG: &str = r#"
+[stages.dev]
+bucket = "site"
+prefix = "dev/"
+distribution_id = "EDEV"
+api_base = "https://api.example.com/dev"
+
+[stages.prod]
+bucket = "site"
+prefix = "prod/"
+distribution_id = "EPROD"
+api_base = "https://api.example.com/prod"
+
+[stages.dev.api]
+rest_api_id = "abc123"
+function = "todo-api"
+alias = "DEV"
+
+[stages.prod.api]
+rest_api_id = "abc123"
+function = "todo-api"
+alias = "PROD"
+
+[[previews]]
+pattern = "pr-*"
+bucket = "site"
+prefix = "previews/{stage}/"
+api_base = "https://api.example.com/dev"
+"#;
+
+struct World {
+    fakes: Fakes,
+    dir: tempfile::TempDir,
+    config: Config,
+}
+
+impl World {
+    fn new() -> Self {
+        let fakes = Fakes::new();
+        fakes.cdn.add("EDEV", BUCKET, "/dev");
+        fakes.cdn.add("EPROD", BUCKET, "/prod");
+        *fakes.lambda.code_sha256.lock().unwrap() = "code-1".into();
+        fakes
+            .lambda
+            .aliases
+            .lock()
+            .unwrap()
+            .insert("DEV".into(), "$LATEST".into());
+        let config = Config::parse(CONFIG, Path::new("uploader.toml"), &|_| None).unwrap();
+        Self {
+            fakes,
+            dir: tempfile::tempdir().unwrap(),
+            config,
+        }
+    }
+
+    fn stage(&self, name: &str) -> Stage {
+        self.config.stage(name).unwrap()
+    }
+
+    fn dist(&self) -> std::path::PathBuf {
+        self.dir.path().join("dist")
+    }
+
+    fn build(&self, version: &str) {
+        testkit::small_site(&self.dist(), version).unwrap();
+    }
+
+    async fn deploy(&self, stage: &str, opts: &RunOptions) -> Result<crate::apply::Report, Error> {
+        deploy::run(&self.fakes.clients, &self.stage(stage), &self.dist(), opts).await
+    }
+
+    async fn promote(&self, opts: &RunOptions) -> Result<crate::apply::Report, Error> {
+        release::promote(
+            &self.fakes.clients,
+            &self.stage("dev"),
+            &self.stage("prod"),
+            opts,
+        )
+        .await
+    }
+
+    async fn rollback(
+        &self,
+        stage: &str,
+        opts: &RunOptions,
+    ) -> Result<crate::apply::Report, Error> {
+        release::rollback(&self.fakes.clients, &self.stage(stage), None, opts).await
+    }
+
+    /// The site files a stage serves (its records and `config.json` left out).
+    fn site(&self, stage: &str) -> BTreeMap<String, Vec<u8>> {
+        let prefix = format!("{stage}/");
+        self.fakes
+            .s3
+            .snapshot(BUCKET, &prefix)
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let path = k.strip_prefix(&prefix)?.to_owned();
+                (path != "config.json").then_some((path, v))
+            })
+            .collect()
+    }
+
+    /// Every file the live `index.html` of `stage` references exists: the invariant
+    /// a visitor relies on. `Ok` with nothing live yet.
+    fn live_index_is_complete(&self, stage: &str) -> Result<(), String> {
+        let Some(index) = self.fakes.s3.object(BUCKET, &format!("{stage}/index.html")) else {
+            return Ok(());
+        };
+        let html = String::from_utf8_lossy(&index.bytes).into_owned();
+        for part in html.split("./").skip(1) {
+            let name: String = part.chars().take_while(|c| *c != '"').collect();
+            if self
+                .fakes
+                .s3
+                .object(BUCKET, &format!("{stage}/{name}"))
+                .is_none()
+            {
+                return Err(format!(
+                    "{stage}/index.html references {name}, which is missing"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The files of `dist/` exactly, as `stage` serves them.
+    fn dist_files(&self) -> BTreeMap<String, Vec<u8>> {
+        crate::local::scan(&self.dist())
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.path, std::fs::read(f.abs).unwrap()))
+            .collect()
+    }
+
+    /// The files `stage` serves that belong to its current release (older retained
+    /// assets left out).
+    fn current(&self, stage: &str) -> BTreeMap<String, Vec<u8>> {
+        let files = self.dist_files();
+        self.site(stage)
+            .into_iter()
+            .filter(|(k, _)| files.contains_key(k))
+            .collect()
+    }
+}
+
+/// Quick runs: no waiting, a lock TTL of zero so a run whose lock release failed (the
+/// fault persists) does not block the next one.
+fn opts() -> RunOptions {
+    RunOptions {
+        concurrency: 4,
+        quiet: true,
+        lock_ttl: Duration::ZERO,
+        ..RunOptions::default()
+    }
+}
+
+fn code(r: Result<crate::apply::Report, Error>) -> u8 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => e.exit_code(),
+    }
+}
+
+/// Runs `scenario` on a fresh world with the N-th write and every later one failing,
+/// for N = 1, 2, … until the scenario's run succeeds; returns how many positions failed.
+/// `prepare` brings the world to the starting point (unfaulted).
+async fn at_every_write_position<P, R, C>(prepare: P, run: R, check: C) -> usize
+where
+    P: AsyncFn(&World),
+    R: AsyncFn(&World) -> Result<crate::apply::Report, Error>,
+    C: AsyncFn(&World, usize, bool),
+{
+    for n in 1.. {
+        let w = World::new();
+        prepare(&w).await;
+        w.fakes.s3.fail_from_write(n);
+        let result = run(&w).await;
+        w.fakes.s3.heal();
+        let ok = result.is_ok();
+        if !ok {
+            assert_eq!(code(result), exit::DEPLOY, "fault at write {n}");
+        }
+        check(&w, n, ok).await;
+        if ok {
+            return n - 1;
+        }
+    }
+    unreachable!()
+}
+
+#[tokio::test]
+async fn a_fault_at_every_write_of_a_deploy_keeps_the_stage_whole_and_prod_untouched() {
+    let failed = at_every_write_position(
+        async |w: &World| {
+            w.build("v1");
+            w.deploy("dev", &opts()).await.unwrap();
+            w.promote(&opts()).await.unwrap();
+            w.build("v2");
+        },
+        async |w: &World| w.deploy("dev", &opts()).await,
+        async |w: &World, n, _ok| {
+            w.live_index_is_complete("dev")
+                .unwrap_or_else(|e| panic!("after a fault at write {n}: {e}"));
+            let prod = w.site("prod");
+            let dev = w.site("dev");
+            assert!(
+                dev["index.html"] == prod["index.html"]
+                    || dev["index.html"] == w.dist_files()["index.html"],
+                "fault at write {n}: dev serves an index.html of neither release"
+            );
+            // The next run converges; prod never moved.
+            w.deploy("dev", &opts()).await.unwrap();
+            assert_eq!(
+                w.current("dev"),
+                w.dist_files(),
+                "no convergence after fault {n}"
+            );
+            w.build("v1");
+            assert_eq!(
+                w.current("prod"),
+                w.dist_files(),
+                "a dev deploy touched prod"
+            );
+        },
+    )
+    .await;
+    assert!(failed >= 8, "only {failed} write positions were tried");
+}
+
+#[tokio::test]
+async fn a_fault_at_every_write_of_a_promote_leaves_both_stages_on_a_complete_release() {
+    let failed = at_every_write_position(
+        async |w: &World| {
+            w.build("v1");
+            w.deploy("dev", &opts()).await.unwrap();
+            w.promote(&opts()).await.unwrap();
+            w.build("v2");
+            w.deploy("dev", &opts()).await.unwrap();
+        },
+        async |w: &World| w.promote(&opts()).await,
+        async |w: &World, n, _ok| {
+            w.live_index_is_complete("prod")
+                .unwrap_or_else(|e| panic!("after a fault at write {n}: {e}"));
+            assert_eq!(
+                w.current("dev"),
+                w.dist_files(),
+                "promote changed its source ({n})"
+            );
+            let v2_index = w.dist_files()["index.html"].clone();
+            let prod_index = w.site("prod")["index.html"].clone();
+            w.build("v1");
+            assert!(
+                prod_index == w.dist_files()["index.html"] || prod_index == v2_index,
+                "fault at write {n}: prod serves an index.html of neither release"
+            );
+            // Running it again finishes the job.
+            w.build("v2");
+            w.promote(&opts()).await.unwrap();
+            assert_eq!(
+                w.current("prod"),
+                w.dist_files(),
+                "no convergence after fault {n}"
+            );
+        },
+    )
+    .await;
+    assert!(failed >= 5, "only {failed} write positions were tried");
+}
+
+#[tokio::test]
+async fn a_fault_at_every_write_of_a_rollback_then_the_rollback_is_byte_exact() {
+    let failed = at_every_write_position(
+        async |w: &World| {
+            w.build("v1");
+            w.deploy("dev", &opts()).await.unwrap();
+            w.build("v2");
+            w.deploy("dev", &opts()).await.unwrap();
+        },
+        async |w: &World| w.rollback("dev", &opts()).await,
+        async |w: &World, n, ok| {
+            w.live_index_is_complete("dev")
+                .unwrap_or_else(|e| panic!("after a fault at write {n}: {e}"));
+            if !ok {
+                w.rollback("dev", &opts()).await.unwrap();
+            }
+            w.build("v1");
+            assert_eq!(
+                w.current("dev"),
+                w.dist_files(),
+                "not byte-exact after fault {n}"
+            );
+            let config = w.fakes.s3.object(BUCKET, "dev/config.json").unwrap();
+            assert!(String::from_utf8_lossy(&config.bytes).contains("\"stage\": \"dev\""));
+        },
+    )
+    .await;
+    assert!(failed >= 4, "only {failed} write positions were tried");
+}
+
+#[tokio::test]
+async fn a_stage_held_by_another_run_is_refused_with_exit_5_and_nothing_written() {
+    let w = World::new();
+    w.build("v1");
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let lock = format!(
+        r#"{{"token":"other","operation":"deploy","holder":"ci-7","acquiredAt":1,"expiresAt":{until}}}"#
+    );
+    w.fakes
+        .s3
+        .insert(BUCKET, "_uploader/stages/dev/lock.json", lock.as_bytes());
+    w.fakes.s3.clear_log();
+    let err = w.deploy("dev", &RunOptions::default()).await.unwrap_err();
+    assert_eq!(err.exit_code(), exit::LOCKED);
+    assert!(err.to_string().contains("ci-7"), "{err}");
+    assert!(w.site("dev").is_empty());
+    assert!(w.fakes.s3.log().is_empty(), "{:?}", w.fakes.s3.log());
+}
+
+#[tokio::test]
+async fn a_crashed_runs_marker_makes_the_next_run_list_and_repair() {
+    let w = World::new();
+    w.build("v1");
+    w.deploy("dev", &opts()).await.unwrap();
+    // A run that died mid-way: the manifest is marked, and a file it had replaced is gone.
+    let key = "_uploader/stages/dev/state.json";
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&w.fakes.s3.object(BUCKET, key).unwrap().bytes).unwrap();
+    state["inProgress"] = "crashed-run".into();
+    w.fakes
+        .s3
+        .insert(BUCKET, key, &serde_json::to_vec(&state).unwrap());
+    w.fakes.s3.remove(BUCKET, "dev/robots.txt");
+    let report = w.deploy("dev", &opts()).await.unwrap();
+    assert_eq!((report.repaired, report.uploaded), (1, 1));
+    assert_eq!(w.current("dev"), w.dist_files());
+}
+
+#[tokio::test]
+async fn retention_edges_retain_zero_drops_the_old_release_and_rollback_is_refused_unwritten() {
+    let w = World::new();
+    w.build("v1");
+    w.deploy("dev", &opts()).await.unwrap();
+    let v1_assets: Vec<String> = w
+        .site("dev")
+        .into_keys()
+        .filter(|k| k.starts_with("app-"))
+        .collect();
+    w.build("v2");
+    let none = RunOptions {
+        retain: 0,
+        ..opts()
+    };
+    w.deploy("dev", &none).await.unwrap();
+    for a in &v1_assets {
+        assert!(!w.site("dev").contains_key(a), "{a} kept with --retain 0");
+    }
+    w.fakes.s3.clear_log();
+    let err = w.rollback("dev", &opts()).await.unwrap_err();
+    assert_eq!(err.exit_code(), exit::REFUSED, "{err}");
+    assert!(
+        w.fakes.s3.log().is_empty(),
+        "a refused rollback wrote {:?}",
+        w.fakes.s3.log()
+    );
+
+    // --retain 1 keeps exactly the previous release's assets.
+    w.build("v3");
+    let one = RunOptions {
+        retain: 1,
+        ..opts()
+    };
+    w.deploy("dev", &one).await.unwrap();
+    w.build("v4");
+    w.deploy("dev", &one).await.unwrap();
+    let assets = w
+        .site("dev")
+        .into_keys()
+        .filter(|k| k.starts_with("app-"))
+        .count();
+    assert_eq!(assets, 4, "v3 and v4, js and wasm each");
+}
+
+#[tokio::test]
+async fn an_alias_that_cannot_move_puts_the_front_end_back_and_says_so() {
+    let w = World::new();
+    w.build("v1");
+    w.deploy("dev", &opts()).await.unwrap();
+    w.promote(&opts()).await.unwrap();
+    let prod_v1 = w.site("prod");
+    let alias_v1 = w.fakes.lambda.aliases.lock().unwrap().get("PROD").cloned();
+    assert_eq!(alias_v1.as_deref(), Some("1"));
+
+    w.build("v2");
+    w.deploy("dev", &opts()).await.unwrap();
+    *w.fakes.lambda.code_sha256.lock().unwrap() = "code-2".into();
+    w.fakes
+        .lambda
+        .fail_alias_moves
+        .store(true, Ordering::SeqCst);
+    let err = w.promote(&opts()).await.unwrap_err();
+    assert_eq!(err.exit_code(), exit::DEPLOY);
+    assert!(
+        err.to_string()
+            .contains("both sides are on the old release"),
+        "{err}"
+    );
+    assert_eq!(w.site("prod")["index.html"], prod_v1["index.html"]);
+    w.live_index_is_complete("prod").unwrap();
+    assert_eq!(
+        w.fakes.lambda.aliases.lock().unwrap().get("PROD").cloned(),
+        alias_v1
+    );
+
+    w.fakes
+        .lambda
+        .fail_alias_moves
+        .store(false, Ordering::SeqCst);
+    w.promote(&opts()).await.unwrap();
+    assert_eq!(w.current("prod"), w.dist_files());
+    assert_eq!(
+        w.fakes
+            .lambda
+            .aliases
+            .lock()
+            .unwrap()
+            .get("PROD")
+            .map(String::as_str),
+        Some("2")
+    );
+}
+
+/// Every command's failure categories map to the documented exit codes.
+#[tokio::test]
+async fn each_command_exits_with_the_code_of_its_failure() {
+    let w = World::new();
+    // 2: the local files are wrong.
+    assert_eq!(
+        code(w.deploy("dev", &opts()).await),
+        exit::CONFIG,
+        "no dist/"
+    );
+    w.build("v1");
+    // 3: refused before writing.
+    let r = release::promote(&w.fakes.clients, &w.stage("dev"), &w.stage("prod"), &opts()).await;
+    assert_eq!(
+        code(r),
+        exit::REFUSED,
+        "promote of a stage with nothing deployed"
+    );
+    assert_eq!(
+        code(w.rollback("dev", &opts()).await),
+        exit::REFUSED,
+        "rollback, no history"
+    );
+    let r = release::destroy(&w.fakes.clients, &w.stage("prod"), false, &opts()).await;
+    assert_eq!(
+        r.err().map(|e| e.exit_code()),
+        Some(exit::REFUSED),
+        "destroy prod unforced"
+    );
+    w.deploy("dev", &opts()).await.unwrap();
+    w.deploy("pr-1", &opts()).await.unwrap();
+    w.build("v2");
+    let tight = RunOptions {
+        retain: 0,
+        max_delete: 0,
+        ..opts()
+    };
+    assert_eq!(
+        code(w.deploy("dev", &tight).await),
+        exit::REFUSED,
+        "--max-delete"
+    );
+    // 4: S3 fails, while taking the lock or later.
+    for fragment in ["lock.json", "dev/"] {
+        w.fakes.s3.fail_writes_to(fragment);
+        assert_eq!(
+            code(w.deploy("dev", &opts()).await),
+            exit::DEPLOY,
+            "deploy, {fragment}"
+        );
+        assert_eq!(
+            code(w.promote(&opts()).await),
+            exit::DEPLOY,
+            "promote, {fragment}"
+        );
+        w.fakes.s3.heal();
+    }
+    w.deploy("dev", &opts()).await.unwrap();
+    w.fakes.s3.fail_writes_to("lock.json");
+    assert_eq!(
+        code(w.rollback("dev", &opts()).await),
+        exit::DEPLOY,
+        "rollback"
+    );
+    let r = release::destroy(&w.fakes.clients, &w.stage("pr-1"), false, &opts()).await;
+    assert_eq!(
+        r.err().map(|e| e.exit_code()),
+        Some(exit::DEPLOY),
+        "destroy"
+    );
+    w.fakes.s3.heal();
+    // 5: another run holds the stage (with something to do).
+    w.build("v3");
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    for stage in ["dev", "prod", "pr-1"] {
+        let lock =
+            format!(r#"{{"token":"t","operation":"deploy","acquiredAt":1,"expiresAt":{until}}}"#);
+        w.fakes.s3.insert(
+            BUCKET,
+            &format!("_uploader/stages/{stage}/lock.json"),
+            lock.as_bytes(),
+        );
+    }
+    assert_eq!(code(w.deploy("dev", &opts()).await), exit::LOCKED, "deploy");
+    assert_eq!(code(w.promote(&opts()).await), exit::LOCKED, "promote");
+    assert_eq!(
+        code(w.rollback("dev", &opts()).await),
+        exit::LOCKED,
+        "rollback"
+    );
+    let r = release::destroy(&w.fakes.clients, &w.stage("pr-1"), false, &opts()).await;
+    assert_eq!(
+        r.err().map(|e| e.exit_code()),
+        Some(exit::LOCKED),
+        "destroy"
+    );
+}
