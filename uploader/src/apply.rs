@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde::Serialize;
 
+use crate::Error;
 use crate::aws::Clients;
 use crate::cdn::{Cdn, InvalidationReport};
 use crate::config::Stage;
@@ -30,7 +31,6 @@ use crate::plan::{self, Action, Desired, Plan, PlanOptions, Source, Write};
 use crate::progress::Progress;
 use crate::state::{HistoryEntry, Keys, Release, StageState};
 use crate::store::{Bucket, StoreError, Stored, is_plain_md5, normalise_etag};
-use crate::Error;
 
 /// How to run (the command-line flags shared by deploy, promote and rollback).
 #[derive(Debug, Clone)]
@@ -93,10 +93,41 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report of nothing done yet.
+    pub(crate) fn empty(
+        stage: &str,
+        bucket: &str,
+        prefix: &str,
+        action: &str,
+        release: &str,
+        dry_run: bool,
+    ) -> Self {
+        Self {
+            stage: stage.to_owned(),
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+            action: action.to_owned(),
+            release: release.to_owned(),
+            previous_release: None,
+            dry_run,
+            uploaded: 0,
+            updated: 0,
+            unchanged: 0,
+            deleted: 0,
+            preserved: 0,
+            bytes: 0,
+            seconds: 0.0,
+            repaired: 0,
+            invalidation: None,
+            lambda: None,
+            plan: Plan::default(),
+        }
+    }
+
     /// The counts are the plan's: what a dry run would do, and what a completed run
     /// did (a run that fails part-way returns an error, not a report), so text and
     /// JSON output agree in every mode.
-    fn count(&mut self, plan: Plan) {
+    pub(crate) fn count(&mut self, plan: Plan) {
         self.uploaded = plan.uploads().count();
         self.updated = plan.header_updates().count();
         self.unchanged = plan.unchanged;
@@ -164,26 +195,16 @@ async fn run(
     let (state, repaired, seen) =
         load_state(&bucket, &keys, stage, opts.verify, &target.desired, None).await?;
     let plan = plan_for(&target, &state, opts)?;
-    let mut report = Report {
-        stage: stage.name.clone(),
-        bucket: stage.bucket.clone(),
-        prefix: stage.prefix.clone(),
-        action: target.action.clone(),
-        release: target.release.id.clone(),
-        previous_release: state.current.clone(),
-        dry_run: opts.dry_run,
-        uploaded: 0,
-        updated: 0,
-        unchanged: 0,
-        deleted: 0,
-        preserved: 0,
-        bytes: 0,
-        seconds: 0.0,
-        repaired,
-        invalidation: None,
-        lambda: None,
-        plan: Plan::default(),
-    };
+    let mut report = Report::empty(
+        &stage.name,
+        &stage.bucket,
+        &stage.prefix,
+        &target.action,
+        &target.release.id,
+        opts.dry_run,
+    );
+    report.previous_release = state.current.clone();
+    report.repaired = repaired;
     report.count(plan);
     let settled = report.plan.is_noop()
         && state.current.as_deref() == Some(target.release.id.as_str())

@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::time::Duration;
 
-use uploader::apply::{Report, RunOptions};
+use uploader::apply::RunOptions;
+use uploader::output::{self, Format, Render};
 use uploader::{aws::Clients, config::Config, deploy, doctor, exit, preview, release};
 
 #[derive(Parser, Debug)]
@@ -234,7 +235,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = release::promote(&clients, &from, &to, &args.run.options(&global))
                 .await
                 .with_context(|| format!("promote from `{}` to `{}` failed", from.name, to.name))?;
-            print_report(&global, &report)
+            print(&global, &report)
         }
         Some(Command::Rollback(args)) => {
             let stage = load_stage(&global, &args.stage)?;
@@ -247,39 +248,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
             .with_context(|| format!("rollback of stage `{}` failed", stage.name))?;
-            print_report(&global, &report)
+            print(&global, &report)
         }
         Some(Command::Releases(args)) => {
             let stage = load_stage(&global, &args.stage)?;
             let clients = Clients::load(global.attempts).await;
             let history = release::history(&clients, &stage).await?;
-            print_history(&global, &history)
+            print(&global, &history)
         }
-        Some(Command::Status) => run_status(&global).await,
+        Some(Command::Status) => {
+            let config = Config::load(&global.config).map_err(uploader::Error::from)?;
+            let clients = Clients::load(global.attempts).await;
+            print(&global, &release::status(&clients, &config).await?)
+        }
         Some(Command::Destroy(args)) => {
             let stage = load_stage(&global, &args.stage)?;
             let clients = Clients::load(global.attempts).await;
             let done = release::destroy(&clients, &stage, args.force, &args.run.options(&global))
                 .await
                 .with_context(|| format!("destroy of stage `{}` failed", stage.name))?;
-            if global.output == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&done)?);
-            } else {
-                println!(
-                    "{}stage {} destroyed: {} objects, {} records",
-                    if done.dry_run { "[dry run] " } else { "" },
-                    done.stage,
-                    done.objects,
-                    done.records
-                );
-            }
-            Ok(())
+            print(&global, &done)
         }
         Some(Command::Doctor(args)) => {
             let stage = load_stage(&global, &args.stage)?;
             let clients = Clients::load(global.attempts).await;
             let report = doctor::run(&clients, &stage).await;
-            print_doctor(&global, &report)?;
+            print(&global, &report)?;
             let failed = report.checks.iter().filter(|c| !c.ok).count();
             if failed > 0 {
                 anyhow::bail!(uploader::Error::Unhealthy(format!(
@@ -292,34 +286,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         None => run_deploy(&global, cli.deploy).await,
     }
-}
-
-/// `ok   <check>: what was found`, `skip <check>: why`, or
-/// `FAIL <check>: <problem>` and `     fix: <command>`.
-fn print_doctor(global: &Global, report: &doctor::Report) -> anyhow::Result<()> {
-    if global.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(report)?);
-        return Ok(());
-    }
-    for c in &report.checks {
-        if c.ok {
-            let tag = if c.skipped { "skip" } else { "ok  " };
-            match &c.detail {
-                Some(d) => println!("{tag} {}: {d}", c.name),
-                None => println!("{tag} {}", c.name),
-            }
-        } else {
-            println!(
-                "FAIL {}: {}",
-                c.name,
-                c.problem.as_deref().unwrap_or("failed")
-            );
-            if let Some(fix) = &c.fix {
-                println!("     fix: {fix}");
-            }
-        }
-    }
-    Ok(())
 }
 
 fn load_stage(global: &Global, name: &str) -> anyhow::Result<uploader::config::Stage> {
@@ -341,196 +307,16 @@ async fn run_deploy(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
     let report = deploy::run(&clients, &stage, &args.dist, &opts)
         .await
         .with_context(|| format!("deploy of stage `{}` failed", stage.name))?;
-    print_report(global, &report)
+    print(global, &report)
 }
 
-/// The result on stdout: the plan for a dry run, then one summary line (or JSON).
-fn print_report(global: &Global, report: &Report) -> anyhow::Result<()> {
-    if global.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(report)?);
-        return Ok(());
-    }
-    if report.dry_run {
-        for p in &report.plan.preserves {
-            println!("preserve   {}", p.path);
-        }
-        for a in &report.plan.writes {
-            let verb = match a.write {
-                uploader::plan::Write::Put { .. } => "upload",
-                uploader::plan::Write::Headers => "headers",
-            };
-            println!("{verb:<10} {}", a.path);
-        }
-        for d in &report.plan.deletes {
-            println!("delete     {d}");
-        }
-    }
-    if let Some(inv) = &report.invalidation {
-        for p in &inv.paths {
-            println!("invalidate {p}");
-        }
-    }
-    if let Some(l) = &report.lambda {
-        let was = l
-            .previous_version
-            .as_deref()
-            .map_or("no alias".to_owned(), |v| format!("was {v}"));
-        let to = match (&l.version, l.published) {
-            (Some(v), true) => format!("version {v} (from $LATEST)"),
-            (Some(v), false) => format!("version {v}"),
-            (None, _) => "a version published from $LATEST".to_owned(),
-        };
-        let verb = if report.dry_run {
-            "would move"
-        } else if l.moved {
-            "moved"
-        } else {
-            "already at"
-        };
-        println!(
-            "{}lambda     {}:{} {verb} {to}, {was}",
-            if report.dry_run { "[dry run] " } else { "" },
-            l.function,
-            l.alias
-        );
-    }
-    println!(
-        "{}stage {}: release {} ({}{}): uploaded {}, updated {}, unchanged {}, deleted {}, {} bytes, {:.2}s{}{}",
-        if report.dry_run { "[dry run] " } else { "" },
-        report.stage,
-        report.release,
-        report.action,
-        report
-            .previous_release
-            .as_ref()
-            .filter(|p| **p != report.release)
-            .map(|p| format!(", was {p}"))
-            .unwrap_or_default(),
-        report.uploaded,
-        report.updated,
-        report.unchanged,
-        report.deleted,
-        report.bytes,
-        report.seconds,
-        if report.repaired > 0 {
-            format!(", repaired {}", report.repaired)
-        } else {
-            String::new()
-        },
-        report
-            .invalidation
-            .as_ref()
-            .and_then(|i| i.id.as_ref())
-            .map(|i| format!(", invalidation {i}"))
-            .unwrap_or_default()
-    );
-    Ok(())
-}
-
-fn print_history(global: &Global, h: &release::History) -> anyhow::Result<()> {
-    if global.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(h)?);
-        return Ok(());
-    }
-    if h.entries.is_empty() {
-        println!("stage {}: no releases yet", h.stage);
-    }
-    let mut marked = false;
-    for e in &h.entries {
-        // The newest entry naming the current release is what the stage serves.
-        let live = !marked && h.current.as_deref() == Some(e.release.as_str());
-        marked |= live;
-        println!(
-            "{} {}  {}  {:<22} {:>5} files  {}",
-            if live { "*" } else { " " },
-            e.release,
-            e.at,
-            e.action,
-            e.files,
-            e.by.as_deref().unwrap_or("-")
-        );
-    }
-    Ok(())
-}
-
-/// One row of `uploader status`.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StatusRow {
-    stage: String,
-    release: Option<String>,
-    since: Option<String>,
-    action: Option<String>,
-    error: Option<String>,
-}
-
-async fn run_status(global: &Global) -> anyhow::Result<()> {
-    let config = Config::load(&global.config).map_err(uploader::Error::from)?;
-    let clients = Clients::load(global.attempts).await;
-    let mut names = config.stage_names();
-    // Preview stages exist only once deployed: find them by their records.
-    for bucket in config.preview_buckets().map_err(uploader::Error::from)? {
-        let b = uploader::store::Bucket::new(clients.s3.clone(), &bucket);
-        if let Ok(folders) = b.list_folders(uploader::state::Keys::ALL_STAGES).await {
-            for f in folders {
-                let name = f
-                    .trim_start_matches(uploader::state::Keys::ALL_STAGES)
-                    .trim_end_matches('/')
-                    .to_owned();
-                if config.is_preview_name(&name) && !names.contains(&name) {
-                    names.push(name);
-                }
-            }
-        }
-    }
-    let mut rows = Vec::new();
-    for name in names {
-        let row = match config.stage(&name) {
-            Err(e) => StatusRow {
-                stage: name,
-                release: None,
-                since: None,
-                action: None,
-                error: Some(e.to_string()),
-            },
-            Ok(stage) => match release::history(&clients, &stage).await {
-                Err(e) => StatusRow {
-                    stage: name,
-                    release: None,
-                    since: None,
-                    action: None,
-                    error: Some(e.to_string()),
-                },
-                Ok(h) => {
-                    let last = h.entries.first();
-                    StatusRow {
-                        stage: name,
-                        release: h.current.clone(),
-                        since: last.map(|e| e.at.clone()),
-                        action: last.map(|e| e.action.clone()),
-                        error: None,
-                    }
-                }
-            },
-        };
-        rows.push(row);
-    }
-    if global.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    for r in &rows {
-        match (&r.error, &r.release) {
-            (Some(e), _) => println!("{:<12} error: {e}", r.stage),
-            (None, None) => println!("{:<12} (nothing deployed)", r.stage),
-            (None, Some(rel)) => println!(
-                "{:<12} {rel}  since {}  ({})",
-                r.stage,
-                r.since.as_deref().unwrap_or("-"),
-                r.action.as_deref().unwrap_or("-")
-            ),
-        }
-    }
+/// The command's result on stdout, as text or JSON.
+fn print<T: Render>(global: &Global, value: &T) -> anyhow::Result<()> {
+    let format = match global.output {
+        Output::Text => Format::Text,
+        Output::Json => Format::Json,
+    };
+    print!("{}", output::render(value, format)?);
     Ok(())
 }
 

@@ -503,6 +503,72 @@ pub async fn history(clients: &Clients, stage: &Stage) -> Result<History, Error>
     })
 }
 
+/// What one stage serves now, for `uploader status`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageStatus {
+    pub stage: String,
+    pub release: Option<String>,
+    pub since: Option<String>,
+    pub action: Option<String>,
+    /// Why the stage could not be read (its variables unset, S3 refused, …).
+    pub error: Option<String>,
+}
+
+/// Every configured stage and every preview deployed so far (previews exist only once
+/// deployed: they are found by their records in the preview buckets), with what each
+/// serves now. A stage that cannot be read is reported, not fatal.
+pub async fn status(
+    clients: &Clients,
+    config: &crate::config::Config,
+) -> Result<Vec<StageStatus>, Error> {
+    let mut names = config.stage_names();
+    for bucket in config.preview_buckets()? {
+        let b = Bucket::new(clients.s3.clone(), &bucket);
+        match b.list_folders(Keys::ALL_STAGES).await {
+            Ok(folders) => {
+                for f in folders {
+                    let name = f
+                        .trim_start_matches(Keys::ALL_STAGES)
+                        .trim_end_matches('/')
+                        .to_owned();
+                    if config.is_preview_name(&name) && !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(%bucket, "cannot list the previews: {e}"),
+        }
+    }
+    let mut rows = Vec::new();
+    for name in names {
+        let found = match config.stage(&name) {
+            Err(e) => Err(e.to_string()),
+            Ok(stage) => history(clients, &stage).await.map_err(|e| e.to_string()),
+        };
+        rows.push(match found {
+            Err(error) => StageStatus {
+                stage: name,
+                release: None,
+                since: None,
+                action: None,
+                error: Some(error),
+            },
+            Ok(h) => {
+                let last = h.entries.first();
+                StageStatus {
+                    stage: name,
+                    release: h.current.clone(),
+                    since: last.map(|e| e.at.clone()),
+                    action: last.map(|e| e.action.clone()),
+                    error: None,
+                }
+            }
+        });
+    }
+    Ok(rows)
+}
+
 /// What a destroy removed.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
