@@ -132,7 +132,10 @@ pub struct Stage {
     pub distribution_id: Option<String>,
     /// True for stages matched by a `[[previews]]` rule (they may be destroyed freely).
     pub preview: bool,
-    /// The variables written into the stage's `config.json` (always has `apiBase`).
+    /// Where the front end calls the API: `apiBase` in the stage's `config.json`,
+    /// normalised (trimmed, no trailing `/`).
+    pub api_base: String,
+    /// The other variables written into the stage's `config.json`.
     pub vars: BTreeMap<String, String>,
     /// Header overrides from the config file's `[[headers]]` rules, compiled (their
     /// globs were checked when the file was parsed).
@@ -296,7 +299,8 @@ impl Config {
                 prefix: normalise_prefix(&s.prefix),
                 distribution_id: non_empty(s.distribution_id.as_deref()),
                 preview: false,
-                vars: with_api_base(&s.vars, &s.api_base),
+                api_base: s.api_base.clone(),
+                vars: s.vars.clone(),
                 headers: self.headers.clone(),
                 api: s.api.as_ref().map(|a| StageApi::from_raw(a, name)),
                 checksums: self.checksums,
@@ -308,7 +312,10 @@ impl Config {
                 prefix: normalise_prefix(&p.prefix.replace("{stage}", name)),
                 distribution_id: non_empty(p.distribution_id.as_deref()),
                 preview: true,
-                vars: with_api_base(&p.vars, &p.api_base.replace("{stage}", name))
+                api_base: p.api_base.replace("{stage}", name),
+                vars: p
+                    .vars
+                    .clone()
                     .into_iter()
                     .map(|(k, v)| (k, v.replace("{stage}", name)))
                     .collect(),
@@ -344,9 +351,7 @@ impl Config {
         for v in stage.vars.values_mut() {
             *v = ex(v)?;
         }
-        if let Some(api) = stage.vars.get_mut("apiBase") {
-            *api = api.trim().trim_end_matches('/').to_owned();
-        }
+        stage.api_base = normalise_url(&ex(&stage.api_base)?);
         if let Some(api) = &mut stage.api {
             for field in [
                 &mut api.rest_api_id,
@@ -376,12 +381,16 @@ impl Config {
                 stage.prefix
             )));
         }
-        if stage
-            .vars
-            .get("apiBase")
-            .is_none_or(|v| v.trim().is_empty())
-        {
+        if stage.api_base.is_empty() {
             return Err(fail("`api_base` is empty".into()));
+        }
+        if let Some(reserved) = ["apiBase", "stage"]
+            .into_iter()
+            .find(|k| stage.vars.contains_key(*k))
+        {
+            return Err(fail(format!(
+                "`vars.{reserved}` is written by the uploader itself; set `api_base` for the API's URL (the stage name is the stage's own)"
+            )));
         }
         if let Some(api) = &stage.api {
             check_api(api).map_err(|m| fail(format!("[api] {m}")))?;
@@ -446,13 +455,9 @@ fn non_empty(s: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn with_api_base(vars: &BTreeMap<String, String>, api_base: &str) -> BTreeMap<String, String> {
-    let mut vars = vars.clone();
-    vars.insert(
-        "apiBase".to_owned(),
-        api_base.trim().trim_end_matches('/').to_owned(),
-    );
-    vars
+/// A base URL as compared and written: trimmed, without a trailing `/`.
+pub fn normalise_url(url: &str) -> String {
+    url.trim().trim_end_matches('/').to_owned()
 }
 
 /// `dev` → `dev/`, `/` or empty → empty (bucket root).
@@ -584,7 +589,7 @@ api_base = "https://api.example.com/dev"
         let dev = sample().stage("dev").unwrap();
         assert_eq!(dev.prefix, "dev/");
         assert_eq!(dev.distribution_id.as_deref(), Some("EDEV"));
-        assert_eq!(dev.vars["apiBase"], "http://127.0.0.1:3030/dev");
+        assert_eq!(dev.api_base, "http://127.0.0.1:3030/dev");
         assert!(!dev.preview);
         let prod = sample().stage("prod").unwrap();
         assert_eq!(prod.distribution_id.as_deref(), Some("EPROD"));
@@ -618,6 +623,20 @@ api_base = "https://api.example.com/dev"
             err.contains(CHECKSUM_ENV) && err.contains("always") && err.contains("when_required"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn vars_cannot_take_over_the_keys_the_uploader_writes() {
+        let text = SAMPLE.replace(
+            "vars = { featureFlag = \"on\" }",
+            "vars = { apiBase = \"https://elsewhere.example.com\" }",
+        );
+        let err = Config::parse(&text, Path::new("u.toml"), &env)
+            .unwrap()
+            .stage("prod")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("vars.apiBase") && err.contains("api_base"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::{CONFIG_JSON, Error};
 pub fn config_json(stage: &Stage) -> Vec<u8> {
     let mut map = serde_json::Map::new();
     map.insert("stage".into(), stage.name.clone().into());
+    map.insert("apiBase".into(), stage.api_base.clone().into());
     for (k, v) in &stage.vars {
         map.insert(k.clone(), v.clone().into());
     }
@@ -96,7 +97,8 @@ mod tests {
             prefix: "dev/".into(),
             distribution_id: None,
             preview: false,
-            vars: [("apiBase".to_owned(), "http://x/dev".to_owned())].into(),
+            api_base: "http://x/dev".into(),
+            vars: [("featureFlag".to_owned(), "on".to_owned())].into(),
             headers: Default::default(),
             api: None,
             checksums: Default::default(),
@@ -104,7 +106,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&config_json(&stage)).unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"stage": "dev", "apiBase": "http://x/dev"})
+            serde_json::json!({"stage": "dev", "apiBase": "http://x/dev", "featureFlag": "on"})
         );
     }
 }

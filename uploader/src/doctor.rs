@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::aws::Clients;
 use crate::backend::{FunctionInfo, GatewayStage};
 use crate::cdn::{Cdn, CdnError, OriginInfo};
-use crate::config::{Stage, StageApi, normalise_prefix};
+use crate::config::{Stage, StageApi, normalise_prefix, normalise_url};
 use crate::store::Bucket;
 
 /// One fetched fact.
@@ -762,7 +762,7 @@ pub fn check_api_base(stage: &Stage, config_json: &Lookup<Vec<u8>>, region: &str
             Some(redeploy),
         );
     };
-    let configured = normalise_url(stage.vars.get("apiBase").map_or("", String::as_str));
+    let configured = stage.api_base.clone();
     let expected = stage.api.as_ref().map(|a| a.url(region));
     let mut problems = Vec::new();
     let mut fix = None;
@@ -803,10 +803,6 @@ pub fn check_api_base(stage: &Stage, config_json: &Lookup<Vec<u8>>, region: &str
     }
 }
 
-fn normalise_url(u: &str) -> String {
-    u.trim().trim_end_matches('/').to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -831,7 +827,8 @@ mod tests {
             prefix: "prod/".into(),
             distribution_id: Some("EPROD".into()),
             preview: false,
-            vars: [("apiBase".to_owned(), api().url(REGION))].into(),
+            api_base: api().url(REGION),
+            vars: Default::default(),
             headers: Default::default(),
             api: Some(api()),
             checksums: Default::default(),
@@ -1186,10 +1183,7 @@ mod tests {
         assert_eq!(c.fix.as_deref(), Some("uploader --stage prod"));
         // The configuration is wrong (and was deployed): fix the file, then redeploy.
         let mut wrong = stage();
-        wrong.vars.insert(
-            "apiBase".into(),
-            "https://abc123.execute-api.eu-west-1.amazonaws.com/dev".into(),
-        );
+        wrong.api_base = "https://abc123.execute-api.eu-west-1.amazonaws.com/dev".into();
         let c = check_api_base(
             &wrong,
             &json("https://abc123.execute-api.eu-west-1.amazonaws.com/dev"),
