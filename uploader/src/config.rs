@@ -636,7 +636,10 @@ api_base = "https://api.example.com/dev"
             .stage("prod")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("vars.apiBase") && err.contains("api_base"), "{err}");
+        assert!(
+            err.contains("vars.apiBase") && err.contains("api_base"),
+            "{err}"
+        );
     }
 
     #[test]

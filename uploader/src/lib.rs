@@ -19,6 +19,7 @@ pub mod headers;
 pub mod invalidate;
 pub mod local;
 pub mod lock;
+pub mod manifest;
 pub mod output;
 pub mod plan;
 pub mod preview;

@@ -19,8 +19,9 @@ use crate::aws::Clients;
 use crate::backend::{self, AliasMove, BackendError, LambdaReport, VersionSource};
 use crate::config::Stage;
 use crate::lock::with_stage_lock;
+use crate::manifest::{read_release, read_state};
 use crate::plan::{Desired, Source};
-use crate::state::{HistoryEntry, Keys, Release, StageState};
+use crate::state::{HistoryEntry, Keys, Release};
 use crate::store::Bucket;
 use crate::{Error, deploy};
 
@@ -80,30 +81,6 @@ impl From<ReleaseError> for Error {
 }
 
 /// Reads a stage's manifest as stored (no listing); an empty one if there is none.
-pub async fn read_state(bucket: &Bucket, stage: &Stage) -> Result<StageState, Error> {
-    let keys = Keys::new(&stage.name);
-    match bucket.get_bytes(&keys.state()).await? {
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Refused(format!(
-                "the manifest of stage `{}` is unreadable ({e}); run `uploader --stage {} --verify` to rebuild it",
-                stage.name, stage.name
-            ))
-        }),
-        None => Ok(StageState::empty(&stage.name)),
-    }
-}
-
-async fn read_release(bucket: &Bucket, stage: &Stage, id: &str) -> Result<Release, Error> {
-    let key = Keys::new(&stage.name).release(id);
-    let missing = || ReleaseError::MissingRecord {
-        stage: stage.name.clone(),
-        release: id.to_owned(),
-        key: key.clone(),
-    };
-    let bytes = bucket.get_bytes(&key).await?.ok_or_else(missing)?;
-    serde_json::from_slice(&bytes).map_err(|_| missing().into())
-}
-
 /// `uploader promote --from dev --to prod`: prod serves exactly dev's current release,
 /// copied server-side, with prod's own `config.json`.
 ///

@@ -1,0 +1,347 @@
+//! A stage's manifest and release records, read and written in one place.
+//!
+//! The policies: a normal run trusts the manifest (one small GET); `--verify`, a
+//! missing or unreadable manifest, or one a crashed run left marked make the run list
+//! the prefix and drop what drifted ([`load_state`]); promote, rollback and history
+//! need a readable one and refuse otherwise ([`read_state`]). Records are JSON, stored
+//! `no-store` next to the site, outside the served prefix ([`crate::state::Keys`]).
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+
+use crate::Error;
+use crate::config::Stage;
+use crate::plan::{Desired, Source};
+use crate::release::ReleaseError;
+use crate::state::{Keys, Release, StageState};
+use crate::store::{Bucket, StoreError, is_plain_md5};
+
+/// What [`load_state`] read: the manifest as stored and, when it listed, the listing.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    stored: Option<StageState>,
+    listing: Option<Vec<crate::store::Listed>>,
+}
+
+/// Reads the stage's manifest; lists the prefix instead of trusting it when asked to,
+/// when it is missing or unreadable, or when a crashed run left it marked.
+/// Returns the state to plan from, how many objects drifted, and what was read.
+///
+/// `earlier` is what a previous call of the same run read: when the stored manifest has
+/// not changed since, its listing is reused instead of listing a large prefix twice.
+pub async fn load_state(
+    bucket: &Bucket,
+    keys: &Keys,
+    stage: &Stage,
+    verify: bool,
+    desired: &[Desired],
+    earlier: Option<Seen>,
+) -> Result<(StageState, usize, Seen), Error> {
+    let stored = match bucket.get_bytes(&keys.state()).await? {
+        Some(bytes) => match serde_json::from_slice::<StageState>(&bytes) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(stage = %stage.name, "the stage manifest is unreadable ({e}); listing the prefix to repair");
+                None
+            }
+        },
+        None => None,
+    };
+    let needs_listing = verify || stored.as_ref().is_none_or(|s| s.in_progress.is_some());
+    let mut state = stored
+        .clone()
+        .unwrap_or_else(|| StageState::empty(&stage.name));
+    if !needs_listing {
+        return Ok((
+            state,
+            0,
+            Seen {
+                stored,
+                listing: None,
+            },
+        ));
+    }
+    let listing = match earlier {
+        Some(Seen {
+            stored: before,
+            listing: Some(listing),
+        }) if before == stored => listing,
+        _ => bucket.list(&stage.prefix).await?,
+    };
+    fill_missing_md5(&mut state, desired).await?;
+    let (mut drifted, to_read) = reconcile(&mut state, &stage.prefix, &listing);
+    drifted += drop_wrong_content(bucket, &stage.prefix, &mut state, to_read).await?;
+    if drifted > 0 {
+        tracing::warn!(stage = %stage.name, drifted, "objects changed or missing behind our back; they will be put back");
+    }
+    Ok((
+        state,
+        drifted,
+        Seen {
+            stored,
+            listing: Some(listing),
+        },
+    ))
+}
+
+pub async fn read_state(bucket: &Bucket, stage: &Stage) -> Result<StageState, Error> {
+    let keys = Keys::new(&stage.name);
+    match bucket.get_bytes(&keys.state()).await? {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            Error::Refused(format!(
+                "the manifest of stage `{}` is unreadable ({e}); run `uploader --stage {} --verify` to rebuild it",
+                stage.name, stage.name
+            ))
+        }),
+        None => Ok(StageState::empty(&stage.name)),
+    }
+}
+
+pub(crate) async fn read_release(
+    bucket: &Bucket,
+    stage: &Stage,
+    id: &str,
+) -> Result<Release, Error> {
+    let key = Keys::new(&stage.name).release(id);
+    let missing = || ReleaseError::MissingRecord {
+        stage: stage.name.clone(),
+        release: id.to_owned(),
+        key: key.clone(),
+    };
+    let bytes = bucket.get_bytes(&key).await?.ok_or_else(missing)?;
+    serde_json::from_slice(&bytes).map_err(|_| missing().into())
+}
+
+/// Drops from the manifest every object the listing shows missing or changed, so the
+/// planner writes it again. Returns how many were dropped, and the paths whose listing
+/// cannot settle it without reading the object.
+///
+/// An object is unchanged when its size matches and its listed ETag is the MD5 of the
+/// content the manifest records (both known: a plain-MD5 ETag and a recorded MD5), else
+/// when its ETag is the one recorded at upload time. A plain-MD5-looking ETag that is
+/// not the content's MD5 yet is the one recorded is either a server whose ETags are not
+/// MD5s (SSE-KMS) or bytes an older uploader stored wrongly: only the content can tell.
+pub fn reconcile(
+    state: &mut StageState,
+    prefix: &str,
+    listing: &[crate::store::Listed],
+) -> (usize, Vec<String>) {
+    let listed: BTreeMap<&str, &crate::store::Listed> =
+        listing.iter().map(|l| (l.key.as_str(), l)).collect();
+    let before = state.objects.len();
+    let mut to_read = Vec::new();
+    state.objects.retain(|path, entry| {
+        let key = format!("{prefix}{path}");
+        let Some(l) = listed.get(key.as_str()) else {
+            return false;
+        };
+        if l.size != entry.size {
+            return false;
+        }
+        match (&l.etag, &entry.md5, &entry.etag) {
+            (Some(theirs), Some(md5), recorded) if is_plain_md5(theirs) => {
+                if theirs.eq_ignore_ascii_case(md5) {
+                    true
+                } else if recorded.as_ref() == Some(theirs) {
+                    to_read.push(path.clone());
+                    true
+                } else {
+                    false
+                }
+            }
+            (Some(theirs), _, Some(ours)) => ours == theirs,
+            _ => true,
+        }
+    });
+    state.in_progress = None;
+    (before - state.objects.len(), to_read)
+}
+
+/// Reads each of `paths` and drops from the manifest those whose content is not the
+/// recorded SHA-256 (see [`reconcile`]). Returns how many were dropped.
+async fn drop_wrong_content(
+    bucket: &Bucket,
+    prefix: &str,
+    state: &mut StageState,
+    paths: Vec<String>,
+) -> Result<usize, Error> {
+    let expected: Vec<(String, String)> = paths
+        .into_iter()
+        .filter_map(|p| state.objects.get(&p).map(|e| (p, e.sha256.clone())))
+        .collect();
+    let checked: Vec<Result<(String, bool), StoreError>> = futures::stream::iter(expected)
+        .map(|(path, sha256)| async move {
+            let bytes = bucket.get_bytes(&format!("{prefix}{path}")).await?;
+            let same = bytes.is_some_and(|b| crate::local::hash_bytes(&b) == sha256);
+            Ok((path, same))
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut dropped = 0;
+    for result in checked {
+        let (path, same) = result?;
+        if !same {
+            state.objects.remove(&path);
+            dropped += 1;
+        }
+    }
+    Ok(dropped)
+}
+
+/// Fills in the content MD5 of manifest entries that lack it (manifests written before
+/// it was recorded) from the release's own files, so `--verify` can check every listed
+/// ETag against content rather than against what an upload once reported.
+async fn fill_missing_md5(state: &mut StageState, desired: &[Desired]) -> Result<(), Error> {
+    let by_path: BTreeMap<&str, &Desired> = desired.iter().map(|d| (d.path.as_str(), d)).collect();
+    let wanted: Vec<(String, Source)> = state
+        .objects
+        .iter()
+        .filter(|(_, e)| e.md5.is_none())
+        .filter_map(|(path, e)| {
+            by_path
+                .get(path.as_str())
+                .filter(|d| d.sha256 == e.sha256)
+                .map(|d| (path.clone(), d.source.clone()))
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let sums = tokio::task::spawn_blocking(move || {
+        wanted
+            .into_iter()
+            .filter_map(|(path, source)| match source {
+                Source::File(abs) => Some(crate::local::md5_file(&abs).map(|m| (path, m))),
+                Source::Bytes(bytes) => {
+                    Some(Ok((path, crate::store::Digests::of(&bytes).md5_hex())))
+                }
+                Source::Copy { .. } => None,
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| crate::local::LocalError::Io {
+        path: "the build output".into(),
+        source: std::io::Error::other(e),
+    })??;
+    for (path, md5) in sums {
+        if let Some(entry) = state.objects.get_mut(&path) {
+            entry.md5 = Some(md5);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn write_state(
+    bucket: &Bucket,
+    keys: &Keys,
+    state: &StageState,
+) -> Result<(), Error> {
+    let body = serde_json::to_vec(state).unwrap_or_default();
+    bucket
+        .put_bytes(&keys.state(), body, &json_headers())
+        .await?;
+    Ok(())
+}
+
+/// Writes a release record (immutable: its id is its content).
+pub(crate) async fn write_release(
+    bucket: &Bucket,
+    keys: &Keys,
+    release: &Release,
+) -> Result<(), Error> {
+    let body = serde_json::to_vec_pretty(release).unwrap_or_default();
+    bucket
+        .put_bytes(&keys.release(&release.id), body, &json_headers())
+        .await?;
+    Ok(())
+}
+
+fn json_headers() -> crate::headers::Headers {
+    crate::headers::Headers {
+        content_type: "application/json".into(),
+        cache_control: "no-store".into(),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ObjectEntry;
+    use crate::store::Listed;
+
+    fn obj(etag: &str, size: u64) -> ObjectEntry {
+        ObjectEntry {
+            sha256: "s".into(),
+            size,
+            headers: Default::default(),
+            etag: Some(etag.into()),
+            md5: None,
+            release: "r1".into(),
+        }
+    }
+
+    #[test]
+    fn reconcile_drops_missing_and_changed_objects() {
+        let mut state = StageState::empty("dev");
+        state.objects.insert("same.txt".into(), obj("e1", 1));
+        state.objects.insert("changed.txt".into(), obj("e2", 1));
+        state.objects.insert("gone.txt".into(), obj("e3", 1));
+        state.in_progress = Some("crashed".into());
+        let listing = vec![
+            Listed {
+                key: "dev/same.txt".into(),
+                size: 1,
+                etag: Some("e1".into()),
+            },
+            Listed {
+                key: "dev/changed.txt".into(),
+                size: 1,
+                etag: Some("other".into()),
+            },
+            Listed {
+                key: "dev/untracked.txt".into(),
+                size: 1,
+                etag: None,
+            },
+        ];
+        assert_eq!(reconcile(&mut state, "dev/", &listing), (2, vec![]));
+        assert_eq!(state.objects.keys().collect::<Vec<_>>(), ["same.txt"]);
+        assert!(state.in_progress.is_none());
+    }
+
+    #[test]
+    fn reconcile_checks_md5_etags_against_the_content_and_reads_what_it_cannot_settle() {
+        let good = crate::store::Digests::of(b"good").md5_hex();
+        let mangled = crate::store::Digests::of(b"C;chunk-signature=0\r\ngood").md5_hex();
+        let mut state = StageState::empty("dev");
+        let mut entry = obj(&good, 4);
+        entry.md5 = Some(good.clone());
+        state.objects.insert("right.txt".into(), entry.clone());
+        // Changed behind our back: neither the content's MD5 nor the recorded ETag.
+        state.objects.insert("changed.txt".into(), entry.clone());
+        // Recorded with the ETag the server gave (an older uploader believed it, or the
+        // server's ETags are not MD5s): only reading the object can tell.
+        entry.etag = Some(mangled.clone());
+        state.objects.insert("ambiguous.txt".into(), entry);
+        let listed = |key: &str, etag: &str| Listed {
+            key: key.into(),
+            size: 4,
+            etag: Some(etag.into()),
+        };
+        let listing = vec![
+            listed("dev/right.txt", &good),
+            listed("dev/changed.txt", &mangled),
+            listed("dev/ambiguous.txt", &mangled),
+        ];
+        let (drifted, to_read) = reconcile(&mut state, "dev/", &listing);
+        assert_eq!((drifted, to_read), (1, vec!["ambiguous.txt".to_owned()]));
+        assert_eq!(
+            state.objects.keys().collect::<Vec<_>>(),
+            ["ambiguous.txt", "right.txt"]
+        );
+    }
+}
