@@ -445,6 +445,5 @@ fn plan_for(target: &Target<'_>, state: &StageState, opts: &RunOptions) -> Resul
         retain: opts.retain,
         max_delete: opts.max_delete,
     };
-    plan::plan(target.desired.clone(), state, &target.release.id, limits)
-        .map_err(|r| Error::Refused(r.to_string()))
+    plan::plan(target.desired.clone(), state, &target.release.id, limits).map_err(Error::from)
 }

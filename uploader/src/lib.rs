@@ -55,14 +55,23 @@ pub enum Error {
     #[error("usage: {0}")]
     Usage(String),
     /// The plan was refused before anything was written (e.g. too many deletes).
-    #[error("{0}")]
-    Refused(String),
+    #[error(transparent)]
+    Plan(#[from] plan::Refusal),
+    /// A promote, rollback or destroy cannot start; nothing was written.
+    #[error(transparent)]
+    Release(#[from] release::ReleaseError),
     /// Another run holds the stage.
-    #[error("{0}")]
-    Locked(String),
+    #[error(transparent)]
+    Locked(lock::Held),
     /// `uploader doctor` found problems (the report says which, and how to fix them).
-    #[error("{0}")]
-    Unhealthy(String),
+    #[error(
+        "stage {stage}: {failed} of {total} checks failed (each is printed above with its fix)"
+    )]
+    Unhealthy {
+        stage: String,
+        failed: usize,
+        total: usize,
+    },
 }
 
 /// Process exit codes CI can act on.
@@ -88,11 +97,11 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) | Error::Local(_) | Error::Usage(_) => exit::CONFIG,
-            Error::Refused(_) => exit::REFUSED,
+            Error::Plan(_) | Error::Release(_) => exit::REFUSED,
             Error::Locked(_) => exit::LOCKED,
             Error::Store(_) | Error::Cdn(_) => exit::DEPLOY,
             Error::Backend(e) => e.exit_code(),
-            Error::Unhealthy(_) => exit::UNHEALTHY,
+            Error::Unhealthy { .. } => exit::UNHEALTHY,
         }
     }
 }

@@ -37,7 +37,7 @@ impl From<LockError> for Error {
     fn from(e: LockError) -> Self {
         match e {
             LockError::Store(s) => Error::Store(s),
-            held @ LockError::Held { .. } => Error::Locked(held.to_string()),
+            LockError::Held(held) => Error::Locked(held),
         }
     }
 }
@@ -54,18 +54,23 @@ pub struct LockInfo {
     pub expires_at: u64,
 }
 
+/// Another run holds the stage.
 #[derive(Debug, thiserror::Error)]
-pub enum LockError {
-    #[error(
-        "stage `{stage}` is locked by another run ({operation} by {holder}, since {since}s ago, expires in {left}s); wait for it to finish, or, if that run crashed, retry after the lock expires"
-    )]
-    Held {
-        stage: String,
-        operation: String,
-        holder: String,
-        since: u64,
-        left: u64,
-    },
+#[error(
+    "stage `{stage}` is locked by another run ({operation} by {holder}, since {since}s ago, expires in {left}s); wait for it to finish, or, if that run crashed, retry after the lock expires"
+)]
+pub struct Held {
+    pub stage: String,
+    pub operation: String,
+    pub holder: String,
+    pub since: u64,
+    pub left: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LockError {
+    #[error(transparent)]
+    Held(Held),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -138,13 +143,13 @@ impl Lock {
 
 fn held(stage: &str, info: &LockInfo) -> LockError {
     let now = now();
-    LockError::Held {
+    LockError::Held(Held {
         stage: stage.to_owned(),
         operation: info.operation.clone(),
         holder: info.holder.clone().unwrap_or_else(|| "unknown".into()),
         since: now.saturating_sub(info.acquired_at),
         left: info.expires_at.saturating_sub(now),
-    }
+    })
 }
 
 async fn read(bucket: &Bucket, key: &str) -> Result<Option<LockInfo>, StoreError> {

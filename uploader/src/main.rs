@@ -276,11 +276,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print(&global, &report)?;
             let failed = report.checks.iter().filter(|c| !c.ok).count();
             if failed > 0 {
-                anyhow::bail!(uploader::Error::Unhealthy(format!(
-                    "stage {}: {failed} of {} checks failed (each is printed above with its fix)",
-                    report.stage,
-                    report.checks.len()
-                )));
+                anyhow::bail!(uploader::Error::Unhealthy {
+                    stage: report.stage.clone(),
+                    failed,
+                    total: report.checks.len(),
+                });
             }
             Ok(())
         }

@@ -85,14 +85,16 @@ pub async fn load_state(
     ))
 }
 
+/// Reads a stage's manifest as stored (no listing); an empty one if there is none,
+/// a refusal if it is unreadable.
 pub async fn read_state(bucket: &Bucket, stage: &Stage) -> Result<StageState, Error> {
     let keys = Keys::new(&stage.name);
     match bucket.get_bytes(&keys.state()).await? {
         Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Refused(format!(
-                "the manifest of stage `{}` is unreadable ({e}); run `uploader --stage {} --verify` to rebuild it",
-                stage.name, stage.name
-            ))
+            Error::from(ReleaseError::UnreadableManifest {
+                stage: stage.name.clone(),
+                reason: e.to_string(),
+            })
         }),
         None => Ok(StageState::empty(&stage.name)),
     }

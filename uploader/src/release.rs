@@ -72,15 +72,12 @@ pub enum ReleaseError {
     NoPrefix(String),
     #[error("cannot promote stage `{0}` onto itself")]
     SameStage(String),
+    #[error(
+        "the manifest of stage `{stage}` is unreadable ({reason}); run `uploader --stage {stage} --verify` to rebuild it"
+    )]
+    UnreadableManifest { stage: String, reason: String },
 }
 
-impl From<ReleaseError> for Error {
-    fn from(e: ReleaseError) -> Self {
-        Error::Refused(e.to_string())
-    }
-}
-
-/// Reads a stage's manifest as stored (no listing); an empty one if there is none.
 /// `uploader promote --from dev --to prod`: prod serves exactly dev's current release,
 /// copied server-side, with prod's own `config.json`.
 ///
