@@ -11,13 +11,35 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// Where the todos live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StoreKind {
+    /// An embedded SQLite file (`--db`): no AWS needed.
+    Sqlite,
+    /// A DynamoDB table (`--table`), through the standard AWS configuration
+    /// (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL` for a local server).
+    Dynamodb,
+}
+
 /// Local stand-in for the todo Lambda behind API Gateway: `/{stage}/todos...`.
 #[derive(Debug, Parser)]
 #[command(name = "todo-api", version, about)]
 struct Args {
+    /// Where the todos live.
+    #[arg(long, value_enum, env = "TODO_API_STORE", default_value_t = StoreKind::Sqlite)]
+    store: StoreKind,
+
     /// SQLite database file, created if missing; `:memory:` keeps data in memory only.
     #[arg(long, env = "TODO_API_DB", default_value = "todo-api.sqlite3")]
     db: PathBuf,
+
+    /// DynamoDB table for `--store dynamodb` (every stage in it, kept apart by key).
+    #[arg(long, env = "TODO_API_TABLE", required_if_eq("store", "dynamodb"))]
+    table: Option<String>,
+
+    /// With `--store dynamodb`: create the table (the Lambda's key schema) if it is missing.
+    #[arg(long)]
+    create_table: bool,
 
     /// TCP port on 127.0.0.1; 0 picks a free port (printed on stdout).
     #[arg(long, env = "TODO_API_PORT", default_value_t = 3030)]
@@ -39,8 +61,14 @@ async fn main() -> anyhow::Result<()> {
 
     let args = Args::parse();
 
-    let store = api::Store::open(&args.db)
-        .with_context(|| format!("opening the SQLite database {}", args.db.display()))?;
+    let store = match args.store {
+        StoreKind::Sqlite => api::Store::open(&args.db)
+            .with_context(|| format!("opening the SQLite database {}", args.db.display()))?,
+        StoreKind::Dynamodb => {
+            let table = args.table.clone().unwrap_or_default();
+            dynamodb_store(&table, args.create_table).await?
+        }
+    };
 
     // Loopback only: this is a development server with permissive CORS and no auth.
     let requested = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
@@ -49,7 +77,12 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {requested} (is another server using the port?)"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
 
-    tracing::info!(db = %args.db.display(), %addr, "todo API ready");
+    match args.store {
+        StoreKind::Sqlite => tracing::info!(db = %args.db.display(), %addr, "todo API ready"),
+        StoreKind::Dynamodb => {
+            tracing::info!(table = args.table.as_deref().unwrap_or(""), %addr, "todo API ready")
+        }
+    }
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on http://{addr}")
@@ -63,6 +96,45 @@ async fn main() -> anyhow::Result<()> {
         .context("serving HTTP")?;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// The DynamoDB store on `table`, checked (or created) before serving so a
+/// wrong table or endpoint fails at start-up, not on the first request.
+async fn dynamodb_store(table: &str, create: bool) -> anyhow::Result<api::Store> {
+    if !api::is_valid_table_name(table) {
+        anyhow::bail!(
+            "--table {table:?} is not a DynamoDB table name (3-255 characters of a-z, A-Z, 0-9, '_', '-', '.')"
+        );
+    }
+    let config = aws_config::load_from_env().await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let exists = match client.describe_table().table_name(table).send().await {
+        Ok(_) => true,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_resource_not_found_exception()) =>
+        {
+            false
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e))
+                .with_context(|| format!("reading the DynamoDB table {table}"));
+        }
+    };
+    if !exists {
+        if !create {
+            anyhow::bail!(
+                "the DynamoDB table {table} does not exist; create it, or pass --create-table"
+            );
+        }
+        api::create_dynamodb_table(&client, table)
+            .await
+            .with_context(|| format!("creating the DynamoDB table {table}"))?;
+    }
+    Ok(api::Store::dynamodb(
+        client,
+        api::TableSource::Fixed(table.to_owned()),
+    ))
 }
 
 /// Resolves on Ctrl-C or SIGTERM so in-flight requests finish and SQLite closes

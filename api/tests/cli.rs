@@ -16,6 +16,8 @@ fn command() -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_remove("TODO_API_DB")
         .env_remove("TODO_API_PORT")
+        .env_remove("TODO_API_STORE")
+        .env_remove("TODO_API_TABLE")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -146,4 +148,81 @@ async fn bad_startup_input_fails_cleanly_with_context() {
     let (code, stderr) = failure_output(cmd).await;
     assert_eq!(code, 2, "stderr: {stderr}");
     assert!(stderr.contains("--port"), "stderr: {stderr}");
+}
+
+#[tokio::test]
+async fn dynamodb_store_on_moto_creates_its_table_and_keeps_data_across_restart() {
+    let moto = testkit::moto().expect("start moto");
+    let client = reqwest::Client::new();
+    let with_moto = |cmd: &mut Command| {
+        for (k, v) in testkit::aws_env(&moto.url) {
+            cmd.env(k, v);
+        }
+        cmd.env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_CONFIG_FILE", "/dev/null");
+    };
+
+    // A missing table is refused unless --create-table.
+    let mut cmd = command();
+    with_moto(&mut cmd);
+    cmd.args(["--port", "0", "--store", "dynamodb", "--table", "todos-cli"]);
+    let (code, stderr) = failure_output(cmd).await;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--create-table"), "stderr: {stderr}");
+
+    let mut cmd = command();
+    with_moto(&mut cmd);
+    cmd.args([
+        "--port",
+        "0",
+        "--store",
+        "dynamodb",
+        "--table",
+        "todos-cli",
+        "--create-table",
+    ]);
+    let (mut child, base) = spawn(cmd).await;
+    let res = client
+        .post(format!("{base}/dev/todos"))
+        .json(&json!({"title": "in DynamoDB"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let created: Value = res.json().await.unwrap();
+    child.kill().await.unwrap();
+
+    // The same table through the environment variables.
+    let mut cmd = command();
+    with_moto(&mut cmd);
+    cmd.env("TODO_API_PORT", "0")
+        .env("TODO_API_STORE", "dynamodb")
+        .env("TODO_API_TABLE", "todos-cli");
+    let (mut child, base) = spawn(cmd).await;
+    let list: Value = client
+        .get(format!("{base}/dev/todos"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list, json!([created]));
+    let prod: Value = client
+        .get(format!("{base}/prod/todos"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(prod, json!([]), "stages stay apart in one table");
+    child.kill().await.unwrap();
+
+    // --store dynamodb without a table is a usage error.
+    let mut cmd = command();
+    cmd.args(["--port", "0", "--store", "dynamodb"]);
+    let (code, stderr) = failure_output(cmd).await;
+    assert_eq!(code, 2, "stderr: {stderr}");
+    assert!(stderr.contains("--table"), "stderr: {stderr}");
 }
