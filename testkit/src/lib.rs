@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 
 pub mod lambda;
 pub mod proxy;
+pub mod uploader;
 
 /// Static test credentials; the servers accept them, AWS would not. They are s3rver's
 /// fixed pair (it accepts no other); moto takes any, and s3s-fs is started with them.

@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use testkit::Server;
 use testkit::proxy::Proxy;
+use testkit::uploader::Uploader;
 
 const BUCKET: &str = "site";
 
@@ -23,6 +24,7 @@ struct Env {
     prod_dist: String,
     preview_dist: String,
     dir: tempfile::TempDir,
+    cli: Uploader,
 }
 
 impl Env {
@@ -61,6 +63,12 @@ api_base = "http://127.0.0.1:3030/dev"
 "#
             ),
         )?;
+        let cli = Uploader::new(
+            env!("CARGO_BIN_EXE_uploader"),
+            &proxy.url,
+            &dir.path().join("uploader.toml"),
+            &dir.path().join("dist"),
+        );
         Ok(Self {
             _moto: moto,
             proxy,
@@ -70,6 +78,7 @@ api_base = "http://127.0.0.1:3030/dev"
             prod_dist,
             preview_dist,
             dir,
+            cli,
         })
     }
 
@@ -78,27 +87,11 @@ api_base = "http://127.0.0.1:3030/dev"
     }
 
     fn uploader(&self, args: &[&str]) -> Result<Output> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_uploader"));
-        testkit::with_aws_env(&mut cmd, &self.proxy.url);
-        cmd.arg("--config")
-            .arg(self.dir.path().join("uploader.toml"))
-            .args(args);
-        if args.first().is_some_and(|a| a.starts_with("--stage")) {
-            cmd.arg("--dist").arg(self.dist());
-        }
-        Ok(cmd.output()?)
+        self.cli.run(args)
     }
 
     fn ok(&self, args: &[&str]) -> Result<String> {
-        let out = self.uploader(args)?;
-        if !out.status.success() {
-            bail!(
-                "uploader {args:?} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        self.cli.ok(args)
     }
 
     async fn snapshot(&self, prefix: &str) -> Result<Snapshot> {
@@ -382,17 +375,12 @@ async fn a_second_run_on_a_busy_stage_is_refused() -> Result<()> {
     let env = Env::start().await?;
     build(&env.dist(), "v1")?;
     env.proxy.delay_writes(300);
-    let first = {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_uploader"));
-        testkit::with_aws_env(&mut cmd, &env.proxy.url);
-        cmd.arg("--config")
-            .arg(env.dir.path().join("uploader.toml"))
-            .args(["--stage", "dev", "--dist"])
-            .arg(env.dist())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()?
-    };
+    let first = env
+        .cli
+        .command(&["--stage", "dev"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
     // Wait until the first run holds the lock.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !env

@@ -24,12 +24,13 @@
 //!   uploader's guard against code changing between preflight and publish is untested.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use aws_sdk_lambda::primitives::Blob;
 use testkit::Server;
 use testkit::proxy::Proxy;
+use testkit::uploader::Uploader;
 
 const BUCKET: &str = "site";
 const FUNCTION: &str = "todo-api";
@@ -44,6 +45,7 @@ struct Env {
     apigw: aws_sdk_apigateway::Client,
     api_id: String,
     dir: tempfile::TempDir,
+    cli: Uploader,
 }
 
 impl Env {
@@ -174,6 +176,15 @@ impl Env {
             .send()
             .await?;
 
+        let dir = tempfile::tempdir()?;
+        let cli = Uploader::new(
+            env!("CARGO_BIN_EXE_uploader"),
+            &proxy.url,
+            &dir.path().join("uploader.toml"),
+            &dir.path().join("dist"),
+        )
+        .env("REST_API_ID", &api_id)
+        .env_remove("PROD_API_BASE");
         let env = Self {
             _moto: moto,
             proxy,
@@ -181,7 +192,8 @@ impl Env {
             lambda,
             apigw,
             api_id,
-            dir: tempfile::tempdir()?,
+            dir,
+            cli,
         };
         for alias in ["DEV", "PROD"] {
             env.allow_invoke(alias).await?;
@@ -267,37 +279,15 @@ api_base = "{dev_url}"
     }
 
     fn uploader_env(&self, args: &[&str], env: &[(&str, &str)]) -> Result<Output> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_uploader"));
-        testkit::with_aws_env(&mut cmd, &self.proxy.url);
-        cmd.env("REST_API_ID", &self.api_id)
-            .env_remove("PROD_API_BASE");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.arg("--config")
-            .arg(self.dir.path().join("uploader.toml"))
-            .args(args);
-        if args.first().is_some_and(|a| a.starts_with("--stage")) {
-            cmd.arg("--dist").arg(self.dist());
-        }
-        Ok(cmd.output()?)
+        self.cli.run_with(args, env)
     }
 
     fn uploader(&self, args: &[&str]) -> Result<Output> {
-        self.uploader_env(args, &[])
+        self.cli.run(args)
     }
 
     fn ok(&self, args: &[&str]) -> Result<String> {
-        let out = self.uploader(args)?;
-        if !out.status.success() {
-            bail!(
-                "uploader {args:?} failed ({}): {}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        self.cli.ok(args)
     }
 
     fn json(&self, args: &[&str]) -> Result<serde_json::Value> {

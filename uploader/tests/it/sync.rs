@@ -4,12 +4,13 @@
 //! recording proxy that counts requests and can inject faults.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use sha2::{Digest, Sha256};
 use testkit::Server;
 use testkit::proxy::Proxy;
+use testkit::uploader::Uploader;
 
 const BUCKET: &str = "site";
 const PREFIX: &str = "dev/";
@@ -19,6 +20,7 @@ struct Backend {
     proxy: Proxy,
     s3: aws_sdk_s3::Client,
     dir: tempfile::TempDir,
+    cli: Uploader,
 }
 
 impl Backend {
@@ -27,11 +29,18 @@ impl Backend {
         let s3 = testkit::s3(&server.url);
         testkit::create_bucket(&s3, BUCKET).await?;
         let dir = tempfile::tempdir()?;
+        let cli = Uploader::new(
+            env!("CARGO_BIN_EXE_uploader"),
+            &proxy.url,
+            &dir.path().join("uploader.toml"),
+            &dir.path().join("dist"),
+        );
         let b = Self {
             _server: server,
             proxy,
             s3,
             dir,
+            cli,
         };
         b.write_config("")?;
         Ok(b)
@@ -75,26 +84,11 @@ impl Backend {
 
     /// `uploader --stage dev <args>` through the recording proxy.
     fn deploy(&self, args: &[&str]) -> Result<Output> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_uploader"));
-        testkit::with_aws_env(&mut cmd, &self.proxy.url);
-        cmd.arg("--config")
-            .arg(self.config())
-            .args(["--stage", "dev", "--dist"])
-            .arg(self.dist())
-            .args(args);
-        Ok(cmd.output()?)
+        self.cli.run(&[&["--stage", "dev"], args].concat())
     }
 
     fn deploy_ok(&self, args: &[&str]) -> Result<String> {
-        let out = self.deploy(args)?;
-        if !out.status.success() {
-            bail!(
-                "deploy {args:?} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        self.cli.ok(&[&["--stage", "dev"], args].concat())
     }
 
     async fn get(&self, path: &str) -> Result<Option<(Vec<u8>, Option<String>, Option<String>)>> {
