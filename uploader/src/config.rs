@@ -245,10 +245,6 @@ impl Config {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The names of the explicitly configured stages, then the preview patterns.
     pub fn known_stages(&self) -> Vec<String> {
         self.raw

@@ -118,7 +118,6 @@ impl FakeS3 {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
                 message: "ServiceUnavailable: injected fault".into(),
-                transient: true,
             });
         }
         lock(&self.log).push(format!("{op} {bucket}/{key}"));
@@ -145,7 +144,6 @@ fn refused(op: &'static str, bucket: &str, key: &str, message: String) -> StoreE
         bucket: bucket.to_owned(),
         key: key.to_owned(),
         message,
-        transient: false,
     }
 }
 

@@ -10,23 +10,23 @@
 
 pub mod apply;
 pub mod aws;
-pub mod backend;
-pub mod cdn;
+pub(crate) mod backend;
+pub(crate) mod cdn;
 pub mod config;
 pub mod deploy;
 pub mod doctor;
-pub mod headers;
-pub mod invalidate;
-pub mod local;
-pub mod lock;
-pub mod manifest;
+pub(crate) mod headers;
+pub(crate) mod invalidate;
+pub(crate) mod local;
+pub(crate) mod lock;
+pub(crate) mod manifest;
 pub mod output;
-pub mod plan;
+pub(crate) mod plan;
 pub mod preview;
-pub mod progress;
+pub(crate) mod progress;
 pub mod release;
-pub mod sdk;
-pub mod state;
+pub(crate) mod sdk;
+pub(crate) mod state;
 pub mod store;
 
 #[cfg(test)]

@@ -157,12 +157,8 @@ fn rel_key(rel: &Path) -> Option<String> {
 
 const BUF_SIZE: usize = 128 * 1024;
 
-/// Streams a file through SHA-256; returns (hex digest, size).
-pub fn hash_file(path: &Path) -> Result<(String, u64), LocalError> {
-    hash_with(path, &mut vec![0u8; BUF_SIZE])
-}
-
-/// [`hash_file`] with a caller's buffer, reused across files.
+/// Streams a file through SHA-256 with a caller's buffer (reused across files);
+/// returns (hex digest, size).
 fn hash_with(path: &Path, buf: &mut [u8]) -> Result<(String, u64), LocalError> {
     digest_with::<Sha256>(path, buf)
 }

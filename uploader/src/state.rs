@@ -172,13 +172,6 @@ impl StageState {
         out
     }
 
-    /// The releases whose files stay in place: the current one and `retain` before it.
-    pub fn retained_releases(&self, retain: usize) -> Vec<&str> {
-        let mut r = self.recent_releases();
-        r.truncate(retain + 1);
-        r
-    }
-
     /// The Lambda version recorded with what the stage serves now (see
     /// [`HistoryEntry::lambda_version`]).
     pub fn current_lambda_version(&self) -> Option<&str> {
@@ -271,8 +264,6 @@ mod tests {
         }
         s.current = Some("d".into());
         assert_eq!(s.recent_releases(), ["d", "b", "c", "a"]);
-        assert_eq!(s.retained_releases(2), ["d", "b", "c"]);
-        assert_eq!(s.retained_releases(0), ["d"]);
     }
 
     #[test]

@@ -40,8 +40,6 @@ pub enum StoreError {
         bucket: String,
         key: String,
         message: String,
-        /// True for faults worth retrying (5xx, throttling, time-outs, broken connections).
-        transient: bool,
     },
     #[error(
         "s3://{bucket}/{key}: the server stored other bytes than were sent ({answer}). The object is not recorded as deployed. If this server does not support the checksum headers or the body encoding, see \"S3-compatible servers\" in the README"
@@ -61,18 +59,6 @@ pub enum StoreError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-}
-
-impl StoreError {
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Request {
-                transient: true,
-                ..
-            }
-        )
-    }
 }
 
 /// Whether bodies carry a checksum header, after the SDK's `request_checksum_calculation`

@@ -110,7 +110,6 @@ impl ObjectApi for SdkS3 {
                                     bucket,
                                     key,
                                     message: e.to_string(),
-                                    transient: true,
                                 });
                                 (chunk, body)
                             })
@@ -184,7 +183,6 @@ impl ObjectApi for SdkS3 {
                 bucket: bucket.to_owned(),
                 key: first.to_owned(),
                 message: e.to_string(),
-                transient: false,
             })?;
         let out = self
             .client
@@ -200,7 +198,6 @@ impl ObjectApi for SdkS3 {
                 bucket: bucket.to_owned(),
                 key: err.key.unwrap_or_default(),
                 message: err.message.unwrap_or_else(|| "delete refused".into()),
-                transient: false,
             });
         }
         Ok(())
@@ -262,7 +259,6 @@ impl ObjectApi for SdkS3 {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             message: "the answer named no upload id".into(),
-            transient: false,
         })
     }
 
@@ -352,7 +348,6 @@ fn error<E>(op: &'static str, bucket: &str, key: &str, err: SdkError<E, HttpResp
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let status = http_status(&err);
     let code = err.code().map(str::to_owned);
     match code.as_deref() {
         Some("NoSuchBucket") => {
@@ -369,24 +364,11 @@ where
         }
         _ => {}
     }
-    let transient = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        _ => {
-            status.is_some_and(|s| s >= 500)
-                || matches!(
-                    code.as_deref(),
-                    Some("SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable")
-                )
-        }
-    };
     StoreError::Request {
         op,
         bucket: bucket.to_owned(),
         key: key.to_owned(),
         message: describe(&err),
-        transient,
     }
 }
 

@@ -219,15 +219,34 @@ async fn live_index_is_complete(b: &Backend) -> Result<()> {
 
 /// Every file of `dist` is live with exactly its bytes.
 async fn live_matches_dist(b: &Backend) -> Result<()> {
-    let files = uploader::local::scan(&b.dist())?;
-    for f in files {
+    for (path, bytes) in files_under(&b.dist(), "")? {
         let (body, _, _) = b
-            .get(&f.path)
+            .get(&path)
             .await?
-            .with_context(|| format!("{} missing", f.path))?;
-        ensure!(hex(&body) == f.sha256, "{} differs from dist", f.path);
+            .with_context(|| format!("{path} missing"))?;
+        ensure!(body == bytes, "{path} differs from dist");
     }
     Ok(())
+}
+
+/// The files under `dir` as (path relative to it, `/`-separated, bytes).
+fn files_under(dir: &Path, rel: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        if entry.file_type()?.is_dir() {
+            out.extend(files_under(&entry.path(), &path)?);
+        } else {
+            out.push((path, std::fs::read(entry.path())?));
+        }
+    }
+    Ok(out)
 }
 
 macro_rules! on_every_server {
