@@ -7,6 +7,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
 source scripts/env.sh
 
+# Formatting and lints first: they fail in seconds, before any long build.
+echo "[test] cargo fmt --check, cargo clippy -D warnings" >&2
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
 echo "[test] building the app (trunk build --release)" >&2
 trunk build --release
 
