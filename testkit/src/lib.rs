@@ -198,7 +198,6 @@ pub fn s3s_fs() -> Result<Server> {
     Ok(server)
 }
 
-/// The local staged todo API (this workspace's `todo-api`), storing into `db`.
 /// s3rver (npm) serving a fresh temporary directory: a third S3 implementation, and
 /// one that, like several S3-compatible stores, does not decode `aws-chunked` bodies.
 /// It checks SigV4 signatures against its fixed credentials ([`ACCESS_KEY`]).
@@ -221,6 +220,7 @@ pub fn s3rver() -> Result<Server> {
     Ok(server)
 }
 
+/// The local staged todo API (this workspace's `todo-api`), storing into `db`.
 pub fn todo_api(db: &Path) -> Result<Server> {
     let port = free_port()?;
     let mut cmd = Command::new(workspace_bin("todo-api")?);
