@@ -318,6 +318,37 @@ async fn a_fault_at_every_write_of_a_rollback_then_the_rollback_is_byte_exact() 
     assert!(failed >= 4, "only {failed} write positions were tried");
 }
 
+/// The root `index.html` switches releases: it goes alone, after everything else, so a
+/// fault on `config.json` (or any other entry point) leaves the old root page live.
+#[tokio::test]
+async fn a_fault_on_config_json_leaves_the_old_root_page_live() {
+    let mut w = World::new();
+    w.build("v1");
+    w.deploy("dev", &opts()).await.unwrap();
+    let v1_index = w.site("dev")["index.html"].clone();
+    w.build("v2");
+    w.config = Config::parse(
+        &CONFIG.replace(
+            "https://api.example.com/dev",
+            "https://api2.example.com/dev",
+        ),
+        Path::new("uploader.toml"),
+        &|_| None,
+    )
+    .unwrap();
+    w.fakes.s3.fail_writes_to("dev/config.json");
+    let err = w.deploy("dev", &opts()).await.unwrap_err();
+    assert_eq!(err.exit_code(), exit::DEPLOY);
+    assert_eq!(
+        w.site("dev")["index.html"],
+        v1_index,
+        "new root page with the old config"
+    );
+    w.fakes.s3.heal();
+    w.deploy("dev", &opts()).await.unwrap();
+    assert_eq!(w.current("dev"), w.dist_files());
+}
+
 #[tokio::test]
 async fn a_stage_held_by_another_run_is_refused_with_exit_5_and_nothing_written() {
     let w = World::new();

@@ -13,9 +13,12 @@ use serde::Serialize;
 use crate::headers::{self, Headers};
 use crate::state::{ObjectEntry, StageState};
 
-/// The phases of a run, in the order they run. A visitor who loads the site at any
-/// moment must get HTML whose assets already exist, so content-hashed assets go first,
-/// other files next, HTML and `config.json` (which point at a release) last, and deletes
+/// The phases of a run, in the order they run; each waits for the one before. A
+/// visitor who loads the site at any moment must get HTML whose assets already exist,
+/// so content-hashed assets go first, other files next, other HTML and `config.json`
+/// (which point at a release) after them, and the root `index.html` alone at the very
+/// end: it is the switch from one release to the next, so a fault on anything else
+/// (`config.json` included) leaves the old release's root page live. Deletes come
 /// after everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -23,11 +26,14 @@ pub enum Phase {
     Immutable,
     Other,
     EntryPoint,
+    Root,
 }
 
 impl Phase {
     pub fn of(path: &str) -> Phase {
-        if headers::is_entry_point(path) {
+        if path == "index.html" {
+            Phase::Root
+        } else if headers::is_entry_point(path) {
             Phase::EntryPoint
         } else if headers::is_hashed(path) {
             Phase::Immutable
@@ -406,7 +412,8 @@ mod tests {
             [
                 (Phase::Immutable, 2),
                 (Phase::Other, 1),
-                (Phase::EntryPoint, 3)
+                (Phase::EntryPoint, 2),
+                (Phase::Root, 1)
             ]
         );
         assert!(plan.preserves.is_empty() && plan.deletes.is_empty());
