@@ -349,6 +349,95 @@ async fn a_fault_on_config_json_leaves_the_old_root_page_live() {
     assert_eq!(w.current("dev"), w.dist_files());
 }
 
+/// An unreadable manifest is never replaced behind the user's back: every command
+/// refuses, unwritten, and names `--verify`, which rebuilds it and recovers the history
+/// (so rollback works again). A manifest of a newer format is refused even then.
+#[tokio::test]
+async fn an_unreadable_manifest_is_refused_until_verify_rebuilds_it_with_its_history() {
+    let w = World::new();
+    w.build("v1");
+    w.deploy("dev", &opts()).await.unwrap();
+    let v1 = w.site("dev");
+    w.build("v2");
+    w.deploy("dev", &opts()).await.unwrap();
+    let key = "_uploader/stages/dev/state.json";
+    w.fakes.s3.insert(BUCKET, key, b"{ truncated");
+    w.fakes.s3.clear_log();
+    for result in [
+        code(w.deploy("dev", &opts()).await),
+        code(w.rollback("dev", &opts()).await),
+    ] {
+        assert_eq!(result, exit::REFUSED);
+    }
+    let err = w.deploy("dev", &opts()).await.unwrap_err().to_string();
+    assert!(
+        err.contains("unreadable") && err.contains("--verify"),
+        "{err}"
+    );
+    assert!(
+        w.fakes.s3.log().is_empty(),
+        "refused runs wrote {:?}",
+        w.fakes.s3.log()
+    );
+
+    let verify = RunOptions {
+        verify: true,
+        ..opts()
+    };
+    w.deploy("dev", &verify).await.unwrap();
+    assert_eq!(w.current("dev"), w.dist_files());
+    let history = release::history(&w.fakes.clients, &w.stage("dev"))
+        .await
+        .unwrap();
+    assert!(history.entries.len() >= 3, "{:?}", history.entries);
+    w.rollback("dev", &opts()).await.unwrap();
+    assert_eq!(w.site("dev")["index.html"], v1["index.html"]);
+
+    let newer = String::from_utf8(w.fakes.s3.object(BUCKET, key).unwrap().bytes)
+        .unwrap()
+        .replacen("\"version\":1", "\"version\":9", 1);
+    w.fakes.s3.insert(BUCKET, key, newer.as_bytes());
+    let err = w.deploy("dev", &verify).await.unwrap_err();
+    assert_eq!(err.exit_code(), exit::REFUSED);
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+/// Content that moves between files and back: the rollback's copy sources are never
+/// overwritten before they are read, whatever the order or concurrency of the copies.
+#[tokio::test]
+async fn rollback_restores_content_that_moved_between_files_byte_for_byte() {
+    let w = World::new();
+    let site = |a: &str, b: &str| {
+        let _ = std::fs::remove_dir_all(w.dist());
+        testkit::write_file(&w.dist(), "index.html", b"<p>same</p>").unwrap();
+        testkit::write_file(&w.dist(), "a.txt", a.as_bytes()).unwrap();
+        testkit::write_file(&w.dist(), "b.txt", b.as_bytes()).unwrap();
+    };
+    for (a, b) in [("W", "S"), ("S", "U"), ("U", "S"), ("S", "V")] {
+        site(a, b);
+        w.deploy("dev", &opts()).await.unwrap();
+    }
+    for concurrency in [1, 4] {
+        let one = RunOptions {
+            concurrency,
+            ..opts()
+        };
+        w.rollback("dev", &one).await.unwrap();
+        let live = w.site("dev");
+        assert_eq!(
+            (live["a.txt"].as_slice(), live["b.txt"].as_slice()),
+            (&b"U"[..], &b"S"[..]),
+            "concurrency {concurrency}"
+        );
+        // The manifest says what is live: a normal deploy of (U, S) has nothing to do.
+        site("U", "S");
+        let report = w.deploy("dev", &opts()).await.unwrap();
+        assert_eq!(report.uploaded + report.updated, 0, "manifest out of step");
+        site("S", "V");
+        w.deploy("dev", &opts()).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_stage_held_by_another_run_is_refused_with_exit_5_and_nothing_written() {
     let w = World::new();

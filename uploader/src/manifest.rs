@@ -1,9 +1,11 @@
 //! A stage's manifest and release records, read and written in one place.
 //!
 //! The policies: a normal run trusts the manifest (one small GET); `--verify`, a
-//! missing or unreadable manifest, or one a crashed run left marked make the run list
-//! the prefix and drop what drifted ([`load_state`]); promote, rollback and history
-//! need a readable one and refuse otherwise ([`read_state`]). Records are JSON, stored
+//! missing manifest, or one a crashed run left marked make the run list the prefix and
+//! drop what drifted ([`load_state`]). An unreadable manifest, or one written by a
+//! newer uploader, is never replaced silently: every command refuses (exit 3) and
+//! names the repair, `--verify`, which rebuilds it from a listing and the history from
+//! the release records ([`recover`]) — a newer format is refused even then. Records are JSON, stored
 //! `no-store` next to the site, outside the served prefix ([`crate::state::Keys`]).
 
 use std::collections::BTreeMap;
@@ -14,8 +16,8 @@ use crate::Error;
 use crate::config::Stage;
 use crate::plan::{Desired, Source};
 use crate::release::ReleaseError;
-use crate::state::{Keys, Release, StageState};
-use crate::store::{Bucket, StoreError, is_plain_md5};
+use crate::state::{HistoryEntry, Keys, ObjectEntry, Release, STATE_VERSION, StageState};
+use crate::store::{Bucket, Listed, StoreError, is_plain_md5};
 
 /// What [`load_state`] read: the manifest as stored and, when it listed, the listing.
 #[derive(Debug, Clone, Default)]
@@ -38,20 +40,22 @@ pub async fn load_state(
     desired: &[Desired],
     earlier: Option<Seen>,
 ) -> Result<(StageState, usize, Seen), Error> {
-    let stored = match bucket.get_bytes(&keys.state()).await? {
-        Some(bytes) => match serde_json::from_slice::<StageState>(&bytes) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(stage = %stage.name, "the stage manifest is unreadable ({e}); listing the prefix to repair");
-                None
+    let (stored, rebuild) = match bucket.get_bytes(&keys.state()).await? {
+        Some(bytes) => match parse_state(&bytes, stage) {
+            Ok(s) => (Some(s), false),
+            Err(e @ ReleaseError::UnreadableManifest { .. }) if verify => {
+                tracing::warn!(stage = %stage.name, "{e}; rebuilding it from a listing and the release records");
+                (None, true)
             }
+            Err(e) => return Err(e.into()),
         },
-        None => None,
+        None => (None, false),
     };
     let needs_listing = verify || stored.as_ref().is_none_or(|s| s.in_progress.is_some());
     let mut state = stored
         .clone()
         .unwrap_or_else(|| StageState::empty(&stage.name));
+
     if !needs_listing {
         return Ok((
             state,
@@ -69,6 +73,9 @@ pub async fn load_state(
         }) if before == stored => listing,
         _ => bucket.list(&stage.prefix).await?,
     };
+    if rebuild {
+        state = recover(bucket, keys, stage, &listing).await?;
+    }
     fill_missing_md5(&mut state, desired).await?;
     let (mut drifted, to_read) = reconcile(&mut state, &stage.prefix, &listing);
     drifted += drop_wrong_content(bucket, &stage.prefix, &mut state, to_read).await?;
@@ -90,14 +97,117 @@ pub async fn load_state(
 pub async fn read_state(bucket: &Bucket, stage: &Stage) -> Result<StageState, Error> {
     let keys = Keys::new(&stage.name);
     match bucket.get_bytes(&keys.state()).await? {
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            Error::from(ReleaseError::UnreadableManifest {
-                stage: stage.name.clone(),
-                reason: e.to_string(),
-            })
-        }),
+        Some(bytes) => Ok(parse_state(&bytes, stage)?),
         None => Ok(StageState::empty(&stage.name)),
     }
+}
+
+/// A stored manifest, or why it cannot be used: unreadable, or of a newer format.
+fn parse_state(bytes: &[u8], stage: &Stage) -> Result<StageState, ReleaseError> {
+    let state: StageState =
+        serde_json::from_slice(bytes).map_err(|e| ReleaseError::UnreadableManifest {
+            stage: stage.name.clone(),
+            reason: e.to_string(),
+        })?;
+    if state.version > STATE_VERSION {
+        return Err(ReleaseError::NewerManifest {
+            stage: stage.name.clone(),
+            version: state.version,
+        });
+    }
+    Ok(state)
+}
+
+/// Rebuilds the manifest of a stage whose manifest was lost, from what the bucket
+/// still holds: the history from the release records (each written once, when the
+/// release first went live there), each listed object whose content (read and hashed)
+/// is a file of a recorded release, and the preserved blobs. Which release is live is
+/// not known: the run that rebuilds the manifest decides it.
+async fn recover(
+    bucket: &Bucket,
+    keys: &Keys,
+    stage: &Stage,
+    listing: &[Listed],
+) -> Result<StageState, Error> {
+    let mut releases = Vec::new();
+    for listed in bucket.list(&keys.releases()).await? {
+        let record = bucket.get_bytes(&listed.key).await?;
+        match record.map(|b| serde_json::from_slice::<Release>(&b)) {
+            Some(Ok(r)) => releases.push(r),
+            _ => tracing::warn!(key = %listed.key, "skipping an unreadable release record"),
+        }
+    }
+    releases.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    let mut state = StageState::empty(&stage.name);
+    state.history = releases
+        .iter()
+        .map(|r| HistoryEntry {
+            at: r.created_at.clone(),
+            action: format!("{} (recovered)", r.source),
+            by: r.created_by.clone(),
+            files: r.files.len(),
+            lambda_version: None,
+            release: r.id.clone(),
+        })
+        .collect();
+    // Newest first: an object or blob belongs to the newest release that has it.
+    let newest_first: Vec<&Release> = releases.iter().rev().collect();
+    for l in listing {
+        let Some(path) = l.key.strip_prefix(&stage.prefix) else {
+            continue;
+        };
+        if !newest_first
+            .iter()
+            .any(|r| r.files.get(path).is_some_and(|f| f.size == l.size))
+        {
+            continue;
+        }
+        let Some(bytes) = bucket.get_bytes(&l.key).await? else {
+            continue;
+        };
+        let digests = crate::store::Digests::of(&bytes);
+        let sha256 = digests.sha256_hex();
+        let owner = newest_first.iter().find_map(|r| {
+            r.files
+                .get(path)
+                .filter(|f| f.sha256 == sha256)
+                .map(|f| (r, f))
+        });
+        if let Some((release, file)) = owner {
+            state.objects.insert(
+                path.to_owned(),
+                ObjectEntry {
+                    sha256,
+                    size: file.size,
+                    headers: file.headers.clone(),
+                    etag: l.etag.clone(),
+                    md5: Some(digests.md5_hex()),
+                    release: release.id.clone(),
+                },
+            );
+        }
+    }
+    let blobs = keys.blob("");
+    for l in bucket.list(&blobs).await? {
+        let Some(sha) = l.key.strip_prefix(&blobs) else {
+            continue;
+        };
+        let owner = newest_first
+            .iter()
+            .find(|r| r.files.values().any(|f| f.sha256 == sha))
+            .or(newest_first.first());
+        if let Some(r) = owner {
+            state.blobs.insert(sha.to_owned(), r.id.clone());
+        }
+    }
+    tracing::info!(
+        stage = %stage.name,
+        releases = state.history.len(),
+        objects = state.objects.len(),
+        blobs = state.blobs.len(),
+        "manifest rebuilt from the bucket"
+    );
+    Ok(state)
 }
 
 pub(crate) async fn read_release(

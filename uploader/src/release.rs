@@ -73,9 +73,13 @@ pub enum ReleaseError {
     #[error("cannot promote stage `{0}` onto itself")]
     SameStage(String),
     #[error(
-        "the manifest of stage `{stage}` is unreadable ({reason}); run `uploader --stage {stage} --verify` to rebuild it"
+        "the manifest of stage `{stage}` is unreadable ({reason}); nothing was written. Deploy with `uploader --stage {stage} --verify` to rebuild it from the bucket (the history is recovered from the release records)"
     )]
     UnreadableManifest { stage: String, reason: String },
+    #[error(
+        "the manifest of stage `{stage}` has format version {version}, newer than this uploader understands; nothing was written. Use a newer uploader"
+    )]
+    NewerManifest { stage: String, version: u32 },
 }
 
 /// `uploader promote --from dev --to prod`: prod serves exactly dev's current release,
@@ -354,6 +358,12 @@ pub async fn rollback(
     opts: &RunOptions,
 ) -> Result<Report, Error> {
     let (desired, release, version) = rollback_target(clients, stage, to).await?;
+    // Content a rollback moves from one path to another is copied from its preserved
+    // blob, so the preserve step must run (see `rollback_target`).
+    let opts = &RunOptions {
+        retain: opts.retain.max(1),
+        ..opts.clone()
+    };
     let release_id = release.id.clone();
     let target = Target {
         stage,
@@ -408,26 +418,39 @@ async fn rollback_target(
     };
     let release = read_release(&bucket, stage, &target).await?;
 
-    // Where each file's bytes are now: in place, or preserved. All found, or nothing moves.
-    let by_sha: BTreeMap<&str, &str> = state
-        .objects
-        .iter()
-        .map(|(p, o)| (o.sha256.as_str(), p.as_str()))
-        .collect();
+    // Where each file's bytes are now, as a source no write of this rollback can change
+    // before it is read: the path itself (then nothing is written), a preserved blob
+    // (content-addressed, never overwritten), or another live path the rollback leaves
+    // alone. Content only found at a path the rollback overwrites is read from the
+    // blob the preserve step writes before any write (`rollback` keeps `--retain` at
+    // least 1). All found, or nothing moves.
+    let mut by_sha: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (p, o) in &state.objects {
+        by_sha
+            .entry(o.sha256.as_str())
+            .or_default()
+            .push(p.as_str());
+    }
+    let untouched = |p: &str| {
+        release
+            .files
+            .get(p)
+            .is_none_or(|f| state.objects.get(p).is_some_and(|o| o.sha256 == f.sha256))
+    };
     let mut desired = Vec::new();
     let mut missing = Vec::new();
     for (path, file) in &release.files {
-        let source = if state.blobs.contains_key(&file.sha256)
-            && state
-                .objects
-                .get(path)
-                .is_none_or(|o| o.sha256 != file.sha256)
-        {
+        let live = by_sha.get(file.sha256.as_str());
+        let source = if live.is_some_and(|ps| ps.contains(&path.as_str())) {
+            Some(format!("{}{path}", stage.prefix))
+        } else if state.blobs.contains_key(&file.sha256) {
+            Some(keys.blob(&file.sha256))
+        } else if let Some(stable) = live.and_then(|ps| ps.iter().find(|p| untouched(p))) {
+            Some(format!("{}{stable}", stage.prefix))
+        } else if live.is_some() {
             Some(keys.blob(&file.sha256))
         } else {
-            by_sha
-                .get(file.sha256.as_str())
-                .map(|p| format!("{}{p}", stage.prefix))
+            None
         };
         match source {
             Some(key) => desired.push(Desired {

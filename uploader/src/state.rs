@@ -44,6 +44,10 @@ impl Keys {
     pub fn lock(&self) -> String {
         format!("{}lock.json", self.root)
     }
+    /// The folder of the release records.
+    pub fn releases(&self) -> String {
+        format!("{}releases/", self.root)
+    }
     pub fn release(&self, id: &str) -> String {
         format!("{}releases/{id}.json", self.root)
     }
