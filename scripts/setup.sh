@@ -4,7 +4,7 @@
 #
 #   wasm32 target · trunk 0.21.14 · wasm-bindgen-cli (= Cargo.lock) · wasm-opt (npm binaryen)
 #   s3rver (npm, a third S3 implementation for the tests)
-#   moto[server] in .venv · s3s-fs 0.14.1 · Debian chromium + chromium-driver
+#   moto[server] and cfn-lint in .venv · s3s-fs 0.14.1 · Debian chromium + chromium-driver
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -78,6 +78,16 @@ else
   log "installing moto[server]==$MOTO_VERSION into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
+# 6b. cfn-lint for infra/template.yaml (scripts/test.sh runs it offline: its resource
+#     specifications ship inside the package). moto[server] pulls some version; pin ours.
+CFN_LINT_VERSION=1.58.0
+if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("cfn-lint"))' 2>/dev/null)" = "$CFN_LINT_VERSION" ]; then
+  log "cfn-lint $CFN_LINT_VERSION: installed"
+else
+  log "installing cfn-lint==$CFN_LINT_VERSION into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check "cfn-lint==$CFN_LINT_VERSION"
 fi
 
 # 7. A real browser and its WebDriver, from Debian (never a downloaded browser).

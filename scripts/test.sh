@@ -12,6 +12,11 @@ echo "[test] cargo fmt --check, cargo clippy -D warnings" >&2
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+# The CloudFormation template (infra/), offline; its architecture rules are a Rust test
+# (tests/tests/infra_template.rs).
+echo "[test] cfn-lint infra/template.yaml" >&2
+.venv/bin/cfn-lint infra/template.yaml
+
 echo "[test] building the app (trunk build --release)" >&2
 trunk build --release
 
