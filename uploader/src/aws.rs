@@ -11,8 +11,11 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 
 use crate::backend::LambdaApi;
 use crate::cdn::CdnApi;
@@ -29,14 +32,35 @@ pub struct Clients {
     pub region: String,
 }
 
+/// How long one request may take before it counts as failed (and is retried), with
+/// the default well under the stage lock's TTL: a server that accepts a connection and
+/// never answers fails the run instead of holding the stage forever.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
 impl Clients {
     /// Loads the shared configuration once; `max_attempts` counts the first try.
     pub async fn load(max_attempts: u32) -> Self {
+        Self::load_with(max_attempts, DEFAULT_TIMEOUT).await
+    }
+
+    /// [`Clients::load`] with `timeout` for each attempt of a request (connecting:
+    /// at most 10 s of it) and `max_attempts` times it for a request in all.
+    pub async fn load_with(max_attempts: u32, timeout: Duration) -> Self {
+        let attempts = max_attempts.max(1);
+        let timeout = timeout.max(Duration::from_secs(1));
         let shared = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(
                 RetryConfig::standard()
-                    .with_max_attempts(max_attempts.max(1))
-                    .with_initial_backoff(std::time::Duration::from_millis(200)),
+                    .with_max_attempts(attempts)
+                    .with_initial_backoff(Duration::from_millis(200)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(timeout.min(Duration::from_secs(10)))
+                    .read_timeout(timeout)
+                    .operation_attempt_timeout(timeout)
+                    .operation_timeout(timeout * attempts + Duration::from_secs(30))
+                    .build(),
             )
             .load()
             .await;

@@ -44,6 +44,10 @@ struct Global {
     /// Attempts per request (with backoff and jitter) before giving up.
     #[arg(long, global = true, default_value_t = 5)]
     attempts: u32,
+    /// Seconds one attempt of a request may take (connect, send, answer) before it is
+    /// retried; a server that never answers fails the run instead of holding the stage.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 120)]
+    timeout: u64,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -202,6 +206,13 @@ fn main() -> ExitCode {
     }
 }
 
+impl Global {
+    /// The remote side, with this run's attempts and timeout.
+    async fn clients(&self) -> Clients {
+        Clients::load_with(self.attempts, Duration::from_secs(self.timeout)).await
+    }
+}
+
 fn init_tracing(output: Output) {
     let default = if output == Output::Json {
         "warn"
@@ -231,7 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Promote(args)) => {
             let from = load_stage(&global, &args.from)?;
             let to = load_stage(&global, &args.to)?;
-            let clients = Clients::load(global.attempts).await;
+            let clients = global.clients().await;
             let report = release::promote(&clients, &from, &to, &args.run.options(&global))
                 .await
                 .with_context(|| format!("promote from `{}` to `{}` failed", from.name, to.name))?;
@@ -239,7 +250,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Rollback(args)) => {
             let stage = load_stage(&global, &args.stage)?;
-            let clients = Clients::load(global.attempts).await;
+            let clients = global.clients().await;
             let report = release::rollback(
                 &clients,
                 &stage,
@@ -252,18 +263,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Releases(args)) => {
             let stage = load_stage(&global, &args.stage)?;
-            let clients = Clients::load(global.attempts).await;
+            let clients = global.clients().await;
             let history = release::history(&clients, &stage).await?;
             print(&global, &history)
         }
         Some(Command::Status) => {
             let config = Config::load(&global.config).map_err(uploader::Error::from)?;
-            let clients = Clients::load(global.attempts).await;
+            let clients = global.clients().await;
             print(&global, &release::status(&clients, &config).await?)
         }
         Some(Command::Destroy(args)) => {
             let stage = load_stage(&global, &args.stage)?;
-            let clients = Clients::load(global.attempts).await;
+            let clients = global.clients().await;
             let done = release::destroy(&clients, &stage, args.force, &args.run.options(&global))
                 .await
                 .with_context(|| format!("destroy of stage `{}` failed", stage.name))?;
@@ -271,7 +282,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Doctor(args)) => {
             let stage = load_stage(&global, &args.stage)?;
-            let clients = Clients::load(global.attempts).await;
+            let clients = global.clients().await;
             let report = doctor::run(&clients, &stage).await;
             print(&global, &report)?;
             let failed = report.checks.iter().filter(|c| !c.ok).count();
@@ -301,7 +312,7 @@ async fn run_deploy(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
         .into());
     };
     let stage = load_stage(global, &name)?;
-    let clients = Clients::load(global.attempts).await;
+    let clients = global.clients().await;
     let mut opts = args.run.options(global);
     opts.verify = args.verify;
     let report = deploy::run(&clients, &stage, &args.dist, &opts)
@@ -322,7 +333,7 @@ fn print<T: Render>(global: &Global, value: &T) -> anyhow::Result<()> {
 
 async fn run_preview(global: &Global, args: PreviewArgs) -> anyhow::Result<()> {
     let stage = load_stage(global, &args.stage)?;
-    let clients = Clients::load(global.attempts).await;
+    let clients = global.clients().await;
     let bucket = uploader::store::Bucket::for_stage(&clients, &stage);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await

@@ -762,3 +762,44 @@ async fn lock_held_by_another_run_refuses_and_expired_lock_is_taken(b: Backend) 
     b.deploy_ok(&[])?;
     live_matches_dist(&b).await
 }
+
+/// A server that accepts connections and never answers fails the run (exit 4) within
+/// the request timeout, instead of hanging while holding the stage.
+#[test]
+fn a_server_that_never_answers_fails_the_run_in_time() -> Result<()> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    // Accept and hold every connection, answering nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept() {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("uploader.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[stages.dev]\nbucket = \"{BUCKET}\"\nprefix = \"{PREFIX}\"\napi_base = \"http://127.0.0.1:3030/dev\"\n"
+        ),
+    )?;
+    testkit::small_site(&dir.path().join("dist"), "v1")?;
+    let cli = Uploader::new(
+        env!("CARGO_BIN_EXE_uploader"),
+        &endpoint,
+        &config,
+        &dir.path().join("dist"),
+    );
+    let started = std::time::Instant::now();
+    let out = cli.run(&["--stage", "dev", "--timeout", "2", "--attempts", "2"])?;
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(4),
+        "exit {:?}: {stderr}",
+        out.status
+    );
+    ensure!(took < std::time::Duration::from_secs(30), "took {took:?}");
+    Ok(())
+}
