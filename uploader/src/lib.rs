@@ -16,6 +16,7 @@ pub mod config;
 pub mod deploy;
 pub mod doctor;
 pub(crate) mod headers;
+pub mod init;
 pub(crate) mod invalidate;
 pub(crate) mod local;
 pub(crate) mod lock;
@@ -51,6 +52,9 @@ pub enum Error {
     /// Lambda or API Gateway (the stage's `[api]` side).
     #[error(transparent)]
     Backend(#[from] backend::BackendError),
+    /// `uploader init` could not read the stack or write the configuration.
+    #[error(transparent)]
+    Init(#[from] init::InitError),
     /// The command line is wrong (clap's own errors exit 2 too).
     #[error("usage: {0}")]
     Usage(String),
@@ -101,6 +105,7 @@ impl Error {
             Error::Locked(_) => exit::LOCKED,
             Error::Store(_) | Error::Cdn(_) => exit::DEPLOY,
             Error::Backend(e) => e.exit_code(),
+            Error::Init(e) => e.exit_code(),
             Error::Unhealthy { .. } => exit::UNHEALTHY,
         }
     }

@@ -79,6 +79,23 @@ enum Command {
     /// CloudFront origin, config.json); print each problem with the command that fixes
     /// it. Read-only; exits 6 when anything is wrong.
     Doctor(StageArg),
+    /// Write the config file (--config, default uploader.toml) from the outputs of a
+    /// CloudFormation stack created from infra/template.yaml: stages dev and prod with
+    /// their [api], and pr-* previews.
+    Init(InitArgs),
+}
+
+#[derive(Args, Debug)]
+struct InitArgs {
+    /// The stack's name (`aws cloudformation deploy --stack-name`).
+    #[arg(long)]
+    stack: String,
+    /// Print the configuration instead of writing it.
+    #[arg(long)]
+    dry_run: bool,
+    /// Replace an existing config file.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -294,6 +311,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 });
             }
             Ok(())
+        }
+        Some(Command::Init(args)) => {
+            let stacks = uploader::init::sdk_stacks(global.attempts).await;
+            let done = uploader::init::run(
+                &stacks,
+                &args.stack,
+                &global.config,
+                args.dry_run,
+                args.force,
+            )
+            .await
+            .map_err(uploader::Error::from)?;
+            print(&global, &done)
         }
         None => run_deploy(&global, cli.deploy).await,
     }
