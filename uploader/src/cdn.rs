@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::config::Stage;
-use crate::{invalidate, plan};
+use crate::invalidate;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CdnError {
@@ -186,11 +186,8 @@ impl Cdn {
         let Some(id) = &stage.distribution_id else {
             return Ok(None);
         };
-        // Only look the distribution up when something cacheable changed.
-        if changed
-            .iter()
-            .all(|p| plan::Phase::of(p) == plan::Phase::Immutable)
-        {
+        // Only look the distribution up when something cached may be stale.
+        if changed.is_empty() {
             return Ok(None);
         }
         let origin_path = self.origin_path(id, &stage.bucket).await?;

@@ -157,14 +157,17 @@ fn default_cache_control(path: &str) -> &'static str {
 pub fn is_hashed(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
     let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+    // The hash follows a name (`app-<hash>`, `style.<hash>`): a stem that is one
+    // word (`MyPhoto2024`) is a name, however it is spelled.
     stem.split(['-', '.'])
+        .skip(1)
         .map(|t| t.strip_suffix("_bg").unwrap_or(t))
         .any(looks_like_hash)
 }
 
-/// A hash token: at least 8 characters, and either lower-case hex with a digit and a
-/// letter (trunk, webpack) or a mix of upper case, lower case and digits (base64url
-/// hashes as Vite writes them). Plain words and numbered names (`file0001`) are not.
+/// A hash token: lower-case hex of 8 to 64 characters with a digit and a letter
+/// (trunk, webpack), or exactly 8 characters mixing upper case, lower case and digits
+/// (base64url hashes as Vite writes them). Plain words and numbered names are not.
 fn looks_like_hash(token: &str) -> bool {
     if !(8..=64).contains(&token.len()) {
         return false;
@@ -178,7 +181,7 @@ fn looks_like_hash(token: &str) -> bool {
     let b64 = b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
     let upper = b.iter().any(u8::is_ascii_uppercase);
     let lower = b.iter().any(u8::is_ascii_lowercase);
-    (hex && digit && hex_letter) || (b64 && digit && upper && lower)
+    (hex && digit && hex_letter) || (token.len() == 8 && b64 && digit && upper && lower)
 }
 
 #[cfg(test)]
@@ -217,6 +220,10 @@ mod tests {
             "config.json",
             "file0001.txt",
             "deadbeef.txt",
+            "MyPhoto2024.jpg",
+            "photos/IMG20240612.jpg",
+            "report-Q3Summary2024.pdf",
+            "2f3a9c1d7e.png",
         ] {
             assert!(!is_hashed(plain), "{plain}");
         }

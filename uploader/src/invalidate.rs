@@ -1,12 +1,12 @@
 //! Which CloudFront paths to invalidate — pure, so each rule is tested on its own.
 //!
-//! Only paths whose content or headers changed and that are not content-hashed (a
-//! hashed name is new, so no cache holds it). An `index.html` is also served as its
-//! directory (`/` and `/docs/`). Keys are mapped to viewer paths through the stage's
-//! key prefix and the distribution's origin path, and percent-encoded. Past
-//! CloudFront's limits the list collapses into wildcards.
+//! The caller passes the paths a CDN may hold stale ([`crate::plan::Plan::
+//! changed_paths`]). An `index.html` is also served as its directory (`/` and
+//! `/docs/`). Keys are mapped to viewer paths through the stage's key prefix and the
+//! distribution's origin path, and encoded as browsers send them. Past CloudFront's
+//! limits the list collapses into wildcards.
 
-use crate::plan::{Phase, is_index};
+use crate::plan::is_index;
 
 /// CloudFront accepts at most this many file paths in progress per distribution.
 pub const MAX_PATHS: usize = 3000;
@@ -31,9 +31,6 @@ pub fn paths<'a>(
     };
     let mut out = Vec::new();
     for path in changed {
-        if Phase::of(path) == Phase::Immutable {
-            continue;
-        }
         let key = format!("{prefix}{path}");
         let Some(viewer) = key.strip_prefix(&origin) else {
             continue;
@@ -88,16 +85,30 @@ pub fn collapse(paths: Vec<String>, root_wildcard: &str) -> Vec<String> {
     vec![root_wildcard.to_owned()]
 }
 
-/// Percent-encodes a key for a CloudFront path: everything but unreserved characters
-/// and `/`, so spaces, `*` (which would be a wildcard), `?`, `#`, `+`, `&` and non-ASCII
-/// reach CloudFront as the viewer's request does.
+/// Encodes a key as a CloudFront invalidation path, the way a browser sends it: only
+/// non-ASCII, controls and characters unsafe in a URL path (space, `"`, `#`, `%`, `<`,
+/// `>`, `?`, `` ` ``, `{`, `}`, `|`, `\`, `^`, `[`, `]`) are percent-encoded, and `*`,
+/// which would be a wildcard. CloudFront matches the path as sent, so `+`, `(`, `)`,
+/// `'`, `&`, `=` and the like stay literal: encoded, they would never match what
+/// viewers request.
 pub fn encode(path: &str) -> String {
-    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'/')
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}')
+        .add(b'|')
+        .add(b'\\')
+        .add(b'^')
+        .add(b'[')
+        .add(b']')
+        .add(b'*');
     percent_encoding::utf8_percent_encode(path, SET).to_string()
 }
 
@@ -106,13 +117,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hashed_files_need_none_index_adds_its_directory() {
-        let changed = [
-            "index.html",
-            "app-1f2e3d4c5b6a7988.js",
-            "docs/index.html",
-            "robots.txt",
-        ];
+    fn an_index_adds_its_directory() {
+        let changed = ["index.html", "docs/index.html", "robots.txt"];
         assert_eq!(
             paths(changed.into_iter(), "dev/", "/dev"),
             [
@@ -142,16 +148,15 @@ mod tests {
     }
 
     #[test]
-    fn awkward_names_are_percent_encoded() {
+    fn awkward_names_are_encoded_as_browsers_send_them() {
         assert_eq!(
             paths(["a b/ü+&=*?#.txt"].into_iter(), "", ""),
-            ["/a%20b/%C3%BC%2B%26%3D%2A%3F%23.txt"]
+            ["/a%20b/%C3%BC+&=%2A%3F%23.txt"]
         );
-    }
-
-    #[test]
-    fn nothing_cacheable_changed_means_no_paths() {
-        assert!(paths(["app-1f2e3d4c5b6a7988_bg.wasm"].into_iter(), "", "").is_empty());
+        assert_eq!(
+            paths(["docs/Q&A (draft) it's 100%.txt"].into_iter(), "", ""),
+            ["/docs/Q&A%20(draft)%20it's%20100%25.txt"]
+        );
     }
 
     #[test]

@@ -168,9 +168,14 @@ impl Plan {
         groups
     }
 
-    /// Paths whose content or headers change: what a CDN may hold stale copies of.
+    /// Paths a CDN may hold stale copies of: every content or header change, except
+    /// new content under a content-hashed name (a new name, so no cache holds it).
+    /// A header-only change of a hashed asset is stale at the edge like any other.
     pub fn changed_paths(&self) -> impl Iterator<Item = &str> {
-        self.writes.iter().map(|a| a.path.as_str())
+        self.writes
+            .iter()
+            .filter(|a| !(a.phase == Phase::Immutable && matches!(a.write, Write::Put { .. })))
+            .map(|a| a.path.as_str())
     }
 
     pub fn is_noop(&self) -> bool {
@@ -417,6 +422,34 @@ mod tests {
             ]
         );
         assert!(plan.preserves.is_empty() && plan.deletes.is_empty());
+    }
+
+    #[test]
+    fn a_cdn_may_hold_stale_everything_but_new_hashed_content() {
+        let hashed = "app-1f2e3d4c5b6a7988.js";
+        let (_, state) = apply(
+            &StageState::empty("dev"),
+            vec![want(hashed, "1"), want("robots.txt", "2")],
+            "r1",
+        );
+        // New content under a new hashed name: nothing to invalidate.
+        let (plan, _) = apply(
+            &state,
+            vec![
+                want("app-0123456789abcdef.js", "3"),
+                want("robots.txt", "2"),
+            ],
+            "r2",
+        );
+        assert_eq!(plan.changed_paths().count(), 0);
+        // Same hashed name, new headers: the edge holds the old ones.
+        let mut retyped = want(hashed, "1");
+        retyped.headers.content_type = "application/x-javascript".into();
+        let (plan, _) = apply(&state, vec![retyped, want("robots.txt", "4")], "r3");
+        assert_eq!(
+            plan.changed_paths().collect::<Vec<_>>(),
+            [hashed, "robots.txt"]
+        );
     }
 
     #[test]

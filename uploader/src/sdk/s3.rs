@@ -375,7 +375,16 @@ where
 /// `x-amz-copy-source`: bucket and key, the key percent-encoded (`/` kept) so spaces,
 /// `+`, `&`, `=` and non-ASCII names survive.
 fn copy_source(bucket: &str, key: &str) -> String {
-    format!("{bucket}/{}", crate::invalidate::encode(key))
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    format!(
+        "{bucket}/{}",
+        percent_encoding::utf8_percent_encode(key, SET)
+    )
 }
 
 fn some_map(headers: &Headers) -> Option<HashMap<String, String>> {
