@@ -16,7 +16,7 @@ pub mod store;
 
 pub use error::ApiError;
 pub use model::{Stage, Title, Todo};
-pub use routes::router;
+pub use routes::{Cors, router, router_with};
 pub use store::{
     StageConfigError, Store, StoreError, TableSource, create_dynamodb_table, is_valid_table_name,
 };

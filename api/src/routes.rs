@@ -8,13 +8,13 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 
 use crate::error::ApiError;
@@ -31,12 +31,44 @@ const BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// How long browsers may cache a preflight answer.
 const CORS_MAX_AGE: Duration = Duration::from_secs(600);
 
-/// Builds the complete application: routes, JSON fallbacks, CORS and request logs.
+/// Which browser origins may call the API (CORS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cors {
+    /// Any origin (`Access-Control-Allow-Origin: *`): the local `todo-api`, which only
+    /// listens on loopback and serves a front end from another port.
+    AnyOrigin,
+    /// Behind API Gateway: only the site origin named by this stage variable of the
+    /// stage that received the request (`allowedOrigin`, e.g.
+    /// `https://d111.cloudfront.net`), so the dev site cannot call the prod API. A stage
+    /// without the variable allows loopback origins only (a local gateway in tests and
+    /// development), never a public one.
+    StageVariable(String),
+}
+
+/// Builds the complete application: routes, JSON fallbacks, CORS for any origin and
+/// request logs (the local server; see [`router_with`]).
 pub fn router(store: Store) -> Router {
-    // Any origin: the browser front end is served from another port or host,
-    // and this server only ever listens on loopback.
+    router_with(store, Cors::AnyOrigin)
+}
+
+/// [`router`] with the given CORS policy (`bootstrap` uses [`Cors::StageVariable`]).
+pub fn router_with(store: Store, policy: Cors) -> Router {
+    let origins = match policy {
+        Cors::AnyOrigin => AllowOrigin::any(),
+        Cors::StageVariable(variable) => {
+            AllowOrigin::predicate(move |origin: &HeaderValue, parts: &Parts| {
+                let configured = parts
+                    .stage_variables_ref()
+                    .and_then(|v| v.first(&variable))
+                    .map(str::to_owned);
+                origin
+                    .to_str()
+                    .is_ok_and(|o| origin_allowed(o, configured.as_deref()))
+            })
+        }
+    };
     let cors = CorsLayer::new()
-        .allow_origin(Any)
+        .allow_origin(origins)
         .allow_methods([
             Method::GET,
             Method::POST,
@@ -71,6 +103,25 @@ pub fn router(store: Store) -> Router {
         .layer(trace)
         .layer(cors)
         .with_state(store)
+}
+
+/// Does a request from `origin` get CORS access, given the stage's configured site
+/// origin? Exactly that origin (a trailing slash and the case of scheme and host
+/// ignored); without one, loopback origins only.
+fn origin_allowed(origin: &str, configured: Option<&str>) -> bool {
+    match configured.map(|c| c.trim().trim_end_matches('/')) {
+        Some(c) if !c.is_empty() => origin.eq_ignore_ascii_case(c),
+        _ => {
+            let Some(rest) = origin.strip_prefix("http://") else {
+                return false;
+            };
+            let host = match rest.rsplit_once(':') {
+                Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+                _ => rest,
+            };
+            matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -321,7 +372,41 @@ async fn route_not_found(uri: Uri) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+
+    #[test]
+    fn a_stage_origin_admits_exactly_that_site() {
+        let site = Some("https://d111.cloudfront.net/");
+        assert!(origin_allowed("https://d111.cloudfront.net", site));
+        assert!(origin_allowed("https://D111.cloudfront.net", site));
+        for other in [
+            "https://d222.cloudfront.net",
+            "http://d111.cloudfront.net",
+            "https://d111.cloudfront.net.evil.example",
+            "http://127.0.0.1:8080",
+        ] {
+            assert!(!origin_allowed(other, site), "{other}");
+        }
+    }
+
+    #[test]
+    fn without_a_stage_origin_only_loopback_is_admitted() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:3000",
+            "http://[::1]:9000",
+        ] {
+            assert!(origin_allowed(ok, None), "{ok}");
+            assert!(origin_allowed(ok, Some(" ")), "{ok}");
+        }
+        for bad in [
+            "https://d111.cloudfront.net",
+            "http://127.0.0.1.evil.example",
+            "http://localhost.evil.example:80",
+            "null",
+        ] {
+            assert!(!origin_allowed(bad, None), "{bad}");
+        }
+    }
 
     fn with_ct(ct: &str) -> HeaderMap {
         let mut h = HeaderMap::new();

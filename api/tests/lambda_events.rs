@@ -133,7 +133,10 @@ impl Function {
     async fn invoke(&self, event: Event) -> Reply {
         let request: LambdaRequest =
             serde_json::from_value(event.0).expect("the event is a REST v1 proxy event");
-        let adapter = Adapter::from(api::router(self.store.clone()));
+        let adapter = Adapter::from(api::router_with(
+            self.store.clone(),
+            api::Cors::StageVariable("allowedOrigin".into()),
+        ));
         let response = adapter
             .oneshot(LambdaEvent::new(request, Context::default()))
             .await
@@ -187,7 +190,7 @@ impl Setup {
             "dev" => ("DEV", &self.dev_table),
             _ => ("PROD", &self.prod_table),
         };
-        json!({ "lambdaAlias": alias, "tableName": table })
+        json!({ "lambdaAlias": alias, "tableName": table, "allowedOrigin": SITE })
     }
 
     fn event(&self, method: &str, stage: &str, path: &str) -> Event {
@@ -208,10 +211,14 @@ impl Setup {
     }
 }
 
+/// The site origin of the fixture's requests (its `Origin` header), configured as the
+/// stages' `allowedOrigin` by [`Setup::vars`].
+const SITE: &str = "https://d111111abcdef8.cloudfront.net";
+
 fn assert_cors(r: &Reply) {
     assert_eq!(
         r.header("access-control-allow-origin").as_deref(),
-        Some("*"),
+        Some(SITE),
         "CORS on every answer: {r:?}"
     );
 }
@@ -388,7 +395,9 @@ async fn a_missing_or_wrong_stage_variable_is_a_clear_500_and_a_log_line() {
         .invoke(Event::new("GET", "prod", "/todos", None).header("X-Case", "none"))
         .await;
     assert_eq!(r.status, 500, "{r:?}");
-    assert_cors(&r);
+    // No stage variables, so no `allowedOrigin` either: the public site gets no CORS
+    // access to a stage that is not configured for it.
+    assert_eq!(r.header("access-control-allow-origin"), None, "{r:?}");
     let body = r.json();
     assert_eq!(body["code"], "stage_not_configured");
     let msg = body["message"].as_str().unwrap_or_default();
@@ -479,5 +488,72 @@ async fn the_path_keeps_the_stage_so_another_stages_path_is_not_found() {
     assert_eq!(
         (s.items(&s.dev_table).await, s.items(&s.prod_table).await),
         (0, 0)
+    );
+}
+
+/// Each stage admits only its own site: the dev site's origin gets no CORS access to
+/// the prod stage, and a stage without `allowedOrigin` admits no public origin.
+#[tokio::test]
+async fn cors_admits_only_the_stages_own_site() {
+    let s = Setup::new().await;
+    let prod_site = "https://dprod22222222.cloudfront.net";
+    let mut prod_vars = s.vars("prod");
+    prod_vars["allowedOrigin"] = json!(prod_site);
+    let preflight = |origin: &str, vars: Option<Value>| {
+        Event::new("OPTIONS", "prod", "/todos", vars)
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "content-type")
+    };
+
+    let r = s
+        .function
+        .invoke(preflight(prod_site, Some(prod_vars.clone())))
+        .await;
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some(prod_site),
+        "{r:?}"
+    );
+    assert!(
+        r.header("vary")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("origin")),
+        "{r:?}"
+    );
+
+    let r = s
+        .function
+        .invoke(preflight(SITE, Some(prod_vars.clone())))
+        .await;
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        None,
+        "dev's site on prod: {r:?}"
+    );
+    let r = s
+        .function
+        .invoke(Event::new("GET", "prod", "/todos", Some(prod_vars)).header("Origin", SITE))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), None, "{r:?}");
+
+    let mut unconfigured = s.vars("prod");
+    unconfigured
+        .as_object_mut()
+        .expect("vars are an object")
+        .remove("allowedOrigin");
+    let r = s
+        .function
+        .invoke(preflight(prod_site, Some(unconfigured.clone())))
+        .await;
+    assert_eq!(r.header("access-control-allow-origin"), None, "{r:?}");
+    let r = s
+        .function
+        .invoke(preflight("http://127.0.0.1:8080", Some(unconfigured)))
+        .await;
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some("http://127.0.0.1:8080"),
+        "{r:?}"
     );
 }

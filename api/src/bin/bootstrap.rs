@@ -11,6 +11,8 @@
 //! Environment:
 //! - `TODO_API_TABLE_VARIABLE`: the stage variable to read (default `tableName`);
 //! - `TODO_API_TABLE`: a fixed table instead of the stage variable;
+//! - `TODO_API_ORIGIN_VARIABLE`: the stage variable naming the site origin that CORS
+//!   admits (default `allowedOrigin`; without it on a stage, loopback origins only);
 //! - `RUST_LOG`: log filter (default `info`); logs go to stderr → CloudWatch;
 //! - the standard AWS ones (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL`), which
 //!   the Lambda service sets.
@@ -19,6 +21,7 @@ use api::{Store, TableSource};
 use tracing_subscriber::EnvFilter;
 
 const DEFAULT_TABLE_VARIABLE: &str = "tableName";
+const DEFAULT_ORIGIN_VARIABLE: &str = "allowedOrigin";
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -56,5 +59,13 @@ async fn main() -> Result<(), lambda_http::Error> {
     let client = aws_sdk_dynamodb::Client::new(&config);
     tracing::info!(table = ?source, "todo API Lambda ready");
 
-    lambda_http::run(api::router(Store::dynamodb(client, source))).await
+    let origin_variable = std::env::var("TODO_API_ORIGIN_VARIABLE")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_ORIGIN_VARIABLE.to_owned());
+    lambda_http::run(api::router_with(
+        Store::dynamodb(client, source),
+        api::Cors::StageVariable(origin_variable),
+    ))
+    .await
 }
