@@ -222,11 +222,27 @@ impl Config {
             path: path.to_owned(),
             message: format!("[[headers]] glob: {e}"),
         })?;
-        for pattern in raw.previews.iter().map(|p| &p.pattern) {
+        for preview in &raw.previews {
+            let pattern = &preview.pattern;
             globset::Glob::new(pattern).map_err(|e| ConfigError::Parse {
                 path: path.to_owned(),
                 message: format!("previews pattern `{pattern}`: {e}"),
             })?;
+            // Each preview needs a folder of its own, or previews overwrite (and
+            // destroy) each other.
+            if !preview
+                .prefix
+                .split('/')
+                .any(|segment| segment == "{stage}")
+            {
+                return Err(ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: format!(
+                        "previews `{pattern}`: prefix `{}` must have `{{stage}}` as a whole folder, such as `previews/{{stage}}/`",
+                        preview.prefix
+                    ),
+                });
+            }
         }
         let checksums = checksum_setting(
             env(CHECKSUM_ENV),
@@ -330,6 +346,23 @@ impl Config {
         self.check(stage)
     }
 
+    /// Another explicit stage in the same bucket whose prefix contains this one's, or
+    /// is contained in it (stages whose variables are not set are not compared).
+    fn overlapping(&self, stage: &Stage) -> Option<(String, String)> {
+        let lookup = |name: &str| self.env.get(name).cloned();
+        self.raw
+            .stages
+            .iter()
+            .filter(|(name, _)| **name != stage.name)
+            .find_map(|(name, raw)| {
+                let bucket = expand_env(&raw.bucket, &lookup).ok()?;
+                let prefix = normalise_prefix(&expand_env(&raw.prefix, &lookup).ok()?);
+                (bucket == stage.bucket
+                    && (prefix.starts_with(&stage.prefix) || stage.prefix.starts_with(&prefix)))
+                .then(|| (name.clone(), prefix))
+            })
+    }
+
     fn expand(&self, mut stage: Stage) -> Result<Stage, ConfigError> {
         let lookup = |name: &str| self.env.get(name).cloned();
         let ex = |v: &str| {
@@ -370,6 +403,26 @@ impl Config {
         };
         if stage.bucket.trim().is_empty() {
             return Err(fail("`bucket` is empty".into()));
+        }
+        if stage.prefix.is_empty() {
+            return Err(fail(format!(
+                "`prefix` is empty: the stage would be the whole bucket, where the uploader keeps every stage's records (`{}`); give it a folder of its own, such as `{}/`",
+                crate::state::Keys::ROOT,
+                stage.name
+            )));
+        }
+        if stage.prefix.starts_with(crate::state::Keys::ROOT) {
+            return Err(fail(format!(
+                "`prefix` `{}` is inside `{}`, where the uploader keeps its records; pick another folder",
+                stage.prefix,
+                crate::state::Keys::ROOT
+            )));
+        }
+        if let Some((other, other_prefix)) = self.overlapping(&stage) {
+            return Err(fail(format!(
+                "`prefix` `{}` overlaps stage `{other}` (`{other_prefix}`) in bucket `{}`: one stage's deploys would delete or overwrite the other's files; give each stage a folder of its own",
+                stage.prefix, stage.bucket
+            )));
         }
         if stage.prefix.starts_with('/') || stage.prefix.split('/').any(|s| s == "..") {
             return Err(fail(format!(
@@ -622,6 +675,53 @@ api_base = "https://api.example.com/dev"
     }
 
     #[test]
+    fn every_stage_has_a_folder_of_its_own_outside_the_records() {
+        let stage = |text: &str, name: &str| {
+            Config::parse(text, Path::new("u.toml"), &|_| None)
+                .and_then(|c| c.stage(name))
+                .map(|s| s.prefix)
+                .map_err(|e| e.to_string())
+        };
+        let two = |a: &str, b: &str| {
+            format!(
+                "[stages.a]\nbucket = \"s\"\nprefix = \"{a}\"\napi_base = \"x\"\n[stages.b]\nbucket = \"s\"\nprefix = \"{b}\"\napi_base = \"x\"\n"
+            )
+        };
+        assert_eq!(stage(&two("a/", "b/"), "a"), Ok("a/".to_owned()));
+        let err = stage(&two("", "b/"), "a").unwrap_err();
+        assert!(
+            err.contains("`prefix` is empty") && err.contains("_uploader/"),
+            "{err}"
+        );
+        let err = stage(&two("_uploader/site", "b/"), "a").unwrap_err();
+        assert!(err.contains("records"), "{err}");
+        let err = stage(&two("site/", "site/beta/"), "a").unwrap_err();
+        assert!(err.contains("overlaps stage `b`"), "{err}");
+        let err = stage(&two("site/beta", "site/"), "a").unwrap_err();
+        assert!(err.contains("overlaps stage `b`"), "{err}");
+        // The same folder in another bucket is another place.
+        let other = two("site/", "site/").replacen("bucket = \"s\"", "bucket = \"t\"", 1);
+        assert_eq!(stage(&other, "a"), Ok("site/".to_owned()));
+
+        let preview = |prefix: &str| {
+            format!(
+                "[[previews]]\npattern = \"pr-*\"\nbucket = \"s\"\nprefix = \"{prefix}\"\napi_base = \"x\"\n"
+            )
+        };
+        assert_eq!(
+            stage(&preview("previews/{stage}/"), "pr-1"),
+            Ok("previews/pr-1/".to_owned())
+        );
+        for shared in ["previews/", "previews/pr-{stage}/"] {
+            let err = stage(&preview(shared), "pr-1").unwrap_err();
+            assert!(
+                err.contains("`{stage}` as a whole folder"),
+                "{shared}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn vars_cannot_take_over_the_keys_the_uploader_writes() {
         let text = SAMPLE.replace(
             "vars = { featureFlag = \"on\" }",
@@ -684,6 +784,7 @@ api_base = "https://api.example.com/dev"
     const WITH_API: &str = r#"
 [stages.dev]
 bucket = "site"
+prefix = "dev/"
 api_base = "https://abc.execute-api.eu-west-1.amazonaws.com/dev"
 [stages.dev.api]
 rest_api_id = "abc"
@@ -703,6 +804,7 @@ alias = "PROD"
 
 [stages.static]
 bucket = "site"
+prefix = "static/"
 api_base = "https://example.com"
 
 [[previews]]
@@ -795,7 +897,9 @@ alias = "DEV"
                 .iter()
                 .map(|(k, v)| format!("{k} = '{v}'\n"))
                 .collect();
-            let text = format!("[stages.prod]\nbucket='b'\napi_base='x'\n[stages.prod.api]\n{api}");
+            let text = format!(
+                "[stages.prod]\nbucket='b'\nprefix='prod/'\napi_base='x'\n[stages.prod.api]\n{api}"
+            );
             let config = Config::parse(&text, Path::new("u.toml"), &|_| None).unwrap();
             let err = config.stage("prod").unwrap_err().to_string();
             assert!(err.contains(field), "{field}={bad:?}: {err}");

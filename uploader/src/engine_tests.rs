@@ -438,6 +438,60 @@ async fn rollback_restores_content_that_moved_between_files_byte_for_byte() {
     }
 }
 
+/// destroy removes what the stage's manifest tracks, within --max-delete, and leaves
+/// whatever else is under its prefix (another tool's files, another preview's).
+#[tokio::test]
+async fn destroy_deletes_only_tracked_objects_and_respects_max_delete() {
+    let w = World::new();
+    w.build("v1");
+    w.deploy("pr-1", &opts()).await.unwrap();
+    w.fakes
+        .s3
+        .insert(BUCKET, "previews/pr-1/uploaded-by-hand.txt", b"keep me");
+    let tracked = w.fakes.s3.snapshot(BUCKET, "previews/pr-1/").len() - 1;
+    let tight = RunOptions {
+        max_delete: tracked - 1,
+        ..opts()
+    };
+    let r = release::destroy(&w.fakes.clients, &w.stage("pr-1"), false, &tight).await;
+    assert_eq!(r.err().map(|e| e.exit_code()), Some(exit::REFUSED));
+    assert_eq!(
+        w.fakes.s3.snapshot(BUCKET, "previews/pr-1/").len(),
+        tracked + 1
+    );
+
+    let done = release::destroy(&w.fakes.clients, &w.stage("pr-1"), false, &opts())
+        .await
+        .unwrap();
+    assert_eq!(done.objects, tracked);
+    assert_eq!(
+        w.fakes
+            .s3
+            .snapshot(BUCKET, "previews/pr-1/")
+            .into_keys()
+            .collect::<Vec<_>>(),
+        ["previews/pr-1/uploaded-by-hand.txt"]
+    );
+    assert!(
+        w.fakes
+            .s3
+            .snapshot(BUCKET, "_uploader/stages/pr-1/")
+            .is_empty()
+    );
+}
+
+/// A build output with an `_uploader/` folder is refused before anything is written.
+#[tokio::test]
+async fn a_dist_with_the_records_folder_is_refused() {
+    let w = World::new();
+    w.build("v1");
+    testkit::write_file(&w.dist(), "_uploader/stages/prod/state.json", b"{}").unwrap();
+    let err = w.deploy("dev", &opts()).await.unwrap_err();
+    assert_eq!(err.exit_code(), exit::CONFIG);
+    assert!(err.to_string().contains("_uploader/"), "{err}");
+    assert!(w.fakes.s3.log().is_empty());
+}
+
 #[tokio::test]
 async fn a_stage_held_by_another_run_is_refused_with_exit_5_and_nothing_written() {
     let w = World::new();

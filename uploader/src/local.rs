@@ -28,6 +28,10 @@ pub enum LocalError {
         target: PathBuf,
         root: PathBuf,
     },
+    #[error(
+        "{0}: `_uploader/` is where the uploader keeps its records; rename or remove that folder from the build output"
+    )]
+    Reserved(String),
     #[error("{0}: file name is not valid UTF-8; rename it (S3 keys are UTF-8)")]
     NonUtf8(PathBuf),
     #[error("cannot read {path}: {source}")]
@@ -103,6 +107,9 @@ pub fn scan(root: &Path) -> Result<Vec<LocalFile>, LocalError> {
             .strip_prefix(root)
             .expect("walkdir yields paths under its root");
         let path = rel_key(rel).ok_or_else(|| LocalError::NonUtf8(entry.path().to_owned()))?;
+        if path.starts_with(crate::state::Keys::ROOT) {
+            return Err(LocalError::Reserved(path));
+        }
         found.push((path, entry.path().to_owned()));
     }
     if found.is_empty() {

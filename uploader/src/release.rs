@@ -577,6 +577,9 @@ pub struct Destroyed {
 }
 
 /// `uploader destroy --stage pr-42`: removes a preview stage's files and records.
+///
+/// Only what the stage's manifest tracks is deleted (objects someone else put under
+/// the prefix stay), and no more than `--max-delete` of them.
 pub async fn destroy(
     clients: &Clients,
     stage: &Stage,
@@ -591,12 +594,19 @@ pub async fn destroy(
     }
     let bucket = Bucket::for_stage(clients, stage);
     let keys = Keys::new(&stage.name);
-    let objects: Vec<String> = bucket
-        .list(&stage.prefix)
-        .await?
-        .into_iter()
-        .map(|l| l.key)
+    let state = read_state(&bucket, stage).await?;
+    let objects: Vec<String> = state
+        .objects
+        .keys()
+        .map(|path| format!("{}{path}", stage.prefix))
         .collect();
+    if objects.len() > opts.max_delete {
+        return Err(crate::plan::Refusal::TooManyDeletes {
+            count: objects.len(),
+            max: opts.max_delete,
+        }
+        .into());
+    }
     let records: Vec<String> = bucket
         .list(keys.root())
         .await?

@@ -33,6 +33,8 @@ impl Keys {
             root: format!("{}{stage}/", Self::ALL_STAGES),
         }
     }
+    /// The folder of the uploader's own records, outside every stage's prefix.
+    pub const ROOT: &'static str = "_uploader/";
     /// The folder holding every stage's records.
     pub const ALL_STAGES: &'static str = "_uploader/stages/";
     pub fn root(&self) -> &str {
