@@ -492,6 +492,25 @@ async fn a_dist_with_the_records_folder_is_refused() {
     assert!(w.fakes.s3.log().is_empty());
 }
 
+/// Content that comes back (robots.txt = X, Y, X, Z) stays kept for the release that
+/// last served it: the rollback to the previous release finds every file.
+#[tokio::test]
+async fn retention_keeps_content_that_came_back_for_the_release_that_needs_it() {
+    let w = World::new();
+    for (version, robots) in [("1", "X"), ("2", "Y"), ("3", "X"), ("4", "Z")] {
+        let _ = std::fs::remove_dir_all(w.dist());
+        testkit::write_file(&w.dist(), "index.html", version.as_bytes()).unwrap();
+        testkit::write_file(&w.dist(), "robots.txt", robots.as_bytes()).unwrap();
+        w.deploy("dev", &opts()).await.unwrap();
+    }
+    w.rollback("dev", &opts()).await.unwrap();
+    let live = w.site("dev");
+    assert_eq!(
+        (live["index.html"].as_slice(), live["robots.txt"].as_slice()),
+        (&b"3"[..], &b"X"[..])
+    );
+}
+
 #[tokio::test]
 async fn a_stage_held_by_another_run_is_refused_with_exit_5_and_nothing_written() {
     let w = World::new();

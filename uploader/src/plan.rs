@@ -195,6 +195,8 @@ pub fn plan(
     let mut preserves = Vec::new();
     let mut unchanged = 0;
     let wanted: BTreeSet<String> = desired.iter().map(|d| d.path.clone()).collect();
+    // Content this run overwrites → the release that served it until now.
+    let mut overwritten: BTreeMap<String, String> = BTreeMap::new();
 
     for d in desired {
         let phase = Phase::of(&d.path);
@@ -204,6 +206,7 @@ pub fn plan(
             Some(e) if e.sha256 == d.sha256 => Some(Write::Headers),
             Some(e) => {
                 // Overwriting content: keep the old bytes for rollbacks unless kept already.
+                overwritten.insert(e.sha256.clone(), e.release.clone());
                 if opts.retain > 0 && !state.blobs.contains_key(&e.sha256) {
                     preserves.push(Preserve {
                         path: d.path.clone(),
@@ -278,14 +281,13 @@ pub fn plan(
         next.objects.remove(path);
     }
 
-    for p in &preserves {
-        // The blob belongs to the release that served it until now.
-        let owner = state
-            .objects
-            .get(&p.path)
-            .map(|e| e.release.clone())
-            .unwrap_or_default();
-        next.blobs.insert(p.sha256.clone(), owner);
+    // A blob belongs to the newest release that needs it: the one that served its
+    // content until this run, whether the blob is new or was kept from an earlier
+    // overwrite of the same content (X, Y, X, Z: the third release needs X too).
+    for (sha, owner) in overwritten {
+        if next.blobs.contains_key(&sha) || preserves.iter().any(|p| p.sha256 == sha) {
+            next.blobs.insert(sha, owner);
+        }
     }
     let blob_deletes: Vec<String> = next
         .blobs
