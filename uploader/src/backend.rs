@@ -49,6 +49,21 @@ pub enum BackendError {
         target: String,
         message: String,
     },
+    /// A stage whose alias runs a published version (prod) gets new code only by
+    /// `uploader promote`.
+    #[error(
+        "stage `{stage}` runs alias `{alias}` = version {version} of `{function}`, and that code differs from {zip}; a published version never changes: prod's API moves only by `uploader promote --from dev --to {stage}`"
+    )]
+    CodeChangeRefused {
+        stage: String,
+        function: String,
+        alias: String,
+        version: String,
+        zip: String,
+    },
+    /// The Lambda zip named for the stage cannot be read.
+    #[error("cannot read the Lambda zip {path}: {message}")]
+    Zip { path: String, message: String },
     /// The alias could not be moved after the front end went live; what the stage
     /// serves now is in the message (see [`crate::release`]).
     #[error("{0}")]
@@ -60,7 +75,10 @@ impl BackendError {
     /// the run failed part-way.
     pub fn exit_code(&self) -> u8 {
         match self {
-            BackendError::DifferentFunctions { .. } => crate::exit::CONFIG,
+            BackendError::DifferentFunctions { .. } | BackendError::Zip { .. } => {
+                crate::exit::CONFIG
+            }
+            BackendError::CodeChangeRefused { .. } => crate::exit::REFUSED,
             BackendError::NoSuchFunction { .. }
             | BackendError::NoSuchAlias { .. }
             | BackendError::NoSuchVersion { .. } => crate::exit::REFUSED,
@@ -105,6 +123,17 @@ pub trait LambdaApi: Send + Sync {
         alias: &str,
         version: &str,
         exists: bool,
+    ) -> Result<(), BackendError>;
+    /// Replaces the code of `$LATEST` with `zip` and returns the new CodeSha256
+    /// (base64 of the zip's SHA-256). Lambda applies it asynchronously: see
+    /// [`LambdaApi::wait_code_updated`].
+    async fn update_code(&self, function: &str, zip: Vec<u8>) -> Result<String, BackendError>;
+    /// Waits until the last update of `function` is no longer in progress (at most
+    /// `timeout`); an update Lambda reports as failed is an error.
+    async fn wait_code_updated(
+        &self,
+        function: &str,
+        timeout: std::time::Duration,
     ) -> Result<(), BackendError>;
     /// The resource policy (JSON) of `function:qualifier`; `None` when it has none.
     async fn policy(&self, function: &str, qualifier: &str)

@@ -60,6 +60,36 @@ pub async fn run(
     dist: &Path,
     opts: &RunOptions,
 ) -> Result<Report, Error> {
+    run_with_code(clients, stage, dist, None, opts).await
+}
+
+/// [`run`], first putting the API's `lambda_zip` on the stage's function (see
+/// [`crate::api_code`]): the front end goes live only after its API code did. Needs the
+/// stage's `[api]`.
+pub async fn run_with_code(
+    clients: &Clients,
+    stage: &Stage,
+    dist: &Path,
+    lambda_zip: Option<&Path>,
+    opts: &RunOptions,
+) -> Result<Report, Error> {
+    if let Some(zip) = lambda_zip {
+        let Some(api) = &stage.api else {
+            return Err(Error::Usage(format!(
+                "--lambda-zip needs the stage's [api] section (stage `{}` has none)",
+                stage.name
+            )));
+        };
+        let code =
+            crate::api_code::ship(clients.lambda.as_ref(), stage, api, zip, opts.dry_run).await?;
+        tracing::info!(
+            function = %code.function,
+            alias = %code.alias,
+            sha256 = %code.sha256,
+            updated = code.updated,
+            "API code"
+        );
+    }
     let files = local::scan(dist)?;
     let desired = desired_from_dist(&files, stage);
     let files = crate::plan::files_of(&desired);

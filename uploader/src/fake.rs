@@ -474,6 +474,16 @@ impl LambdaApi for FakeLambda {
         Ok(())
     }
 
+    async fn update_code(&self, _: &str, zip: Vec<u8>) -> Result<String, BackendError> {
+        let sha = crate::api_code::code_sha256(&zip);
+        *lock(&self.code_sha256) = sha.clone();
+        Ok(sha)
+    }
+
+    async fn wait_code_updated(&self, _: &str, _: std::time::Duration) -> Result<(), BackendError> {
+        Ok(())
+    }
+
     async fn policy(&self, _: &str, _: &str) -> Result<Option<String>, BackendError> {
         Ok(None)
     }

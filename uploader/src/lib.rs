@@ -8,6 +8,7 @@
 //! alias): [`backend`] talks to Lambda and API Gateway, [`release`] moves the alias
 //! together with the front end, and [`doctor`] checks the wiring of a stage end to end.
 
+pub mod api_code;
 pub mod apply;
 pub mod aws;
 pub(crate) mod backend;

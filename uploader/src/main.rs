@@ -149,6 +149,10 @@ struct DeployArgs {
     /// List the stage's prefix and repair drift instead of trusting its manifest.
     #[arg(long)]
     verify: bool,
+    /// Also ship the API: put this Lambda zip on $LATEST of the stage's [api] function
+    /// when its bytes changed (refused for a stage whose alias runs a published version).
+    #[arg(long, value_name = "ZIP")]
+    lambda_zip: Option<PathBuf>,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -345,9 +349,15 @@ async fn run_deploy(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
     let clients = global.clients().await;
     let mut opts = args.run.options(global);
     opts.verify = args.verify;
-    let report = deploy::run(&clients, &stage, &args.dist, &opts)
-        .await
-        .with_context(|| format!("deploy of stage `{}` failed", stage.name))?;
+    let report = deploy::run_with_code(
+        &clients,
+        &stage,
+        &args.dist,
+        args.lambda_zip.as_deref(),
+        &opts,
+    )
+    .await
+    .with_context(|| format!("deploy of stage `{}` failed", stage.name))?;
     print(global, &report)
 }
 

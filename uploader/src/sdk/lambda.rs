@@ -143,6 +143,68 @@ impl LambdaApi for SdkLambda {
         Ok(())
     }
 
+    async fn update_code(&self, function: &str, zip: Vec<u8>) -> Result<String, BackendError> {
+        let out = self
+            .client
+            .update_function_code()
+            .function_name(function)
+            .zip_file(aws_sdk_lambda::primitives::Blob::new(zip))
+            .send()
+            .await
+            .map_err(|e| request("Lambda", "UpdateFunctionCode", function, failure(e)))?;
+        out.code_sha256()
+            .map(str::to_owned)
+            .ok_or_else(|| BackendError::Request {
+                service: "Lambda",
+                op: "UpdateFunctionCode",
+                target: function.to_owned(),
+                message: "the answer named no CodeSha256".into(),
+            })
+    }
+
+    async fn wait_code_updated(
+        &self,
+        function: &str,
+        timeout: std::time::Duration,
+    ) -> Result<(), BackendError> {
+        use aws_sdk_lambda::types::LastUpdateStatus;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let out = self
+                .client
+                .get_function_configuration()
+                .function_name(function)
+                .send()
+                .await
+                .map_err(|e| request("Lambda", "GetFunctionConfiguration", function, failure(e)))?;
+            match out.last_update_status() {
+                Some(LastUpdateStatus::InProgress) => {}
+                Some(LastUpdateStatus::Failed) => {
+                    return Err(BackendError::Request {
+                        service: "Lambda",
+                        op: "UpdateFunctionCode",
+                        target: function.to_owned(),
+                        message: format!(
+                            "the update failed: {}",
+                            out.last_update_status_reason().unwrap_or("no reason given")
+                        ),
+                    });
+                }
+                // Successful, or no update recorded at all.
+                _ => return Ok(()),
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(BackendError::Request {
+                    service: "Lambda",
+                    op: "GetFunctionConfiguration",
+                    target: function.to_owned(),
+                    message: format!("the code update was still in progress after {timeout:?}"),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+
     async fn policy(
         &self,
         function: &str,
