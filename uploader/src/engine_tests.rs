@@ -511,6 +511,69 @@ async fn retention_keeps_content_that_came_back_for_the_release_that_needs_it() 
     );
 }
 
+/// A file that changes between hashing and upload is refused, not recorded with the
+/// hash it no longer has; the bytes sent carry their checksum, so S3 refuses any other.
+#[tokio::test]
+async fn a_file_changed_after_hashing_is_refused_not_recorded_with_its_old_hash() {
+    let w = World::new();
+    w.build("v1");
+    let file = w.dist().join("robots.txt");
+    let planned = crate::local::hash_bytes(&std::fs::read(&file).unwrap());
+    std::fs::write(&file, b"User-agent: changed\n").unwrap();
+    let bucket = crate::store::Bucket::new(w.fakes.clients.s3.clone(), BUCKET);
+    for size in [20, 17 * 1024 * 1024] {
+        if size > 20 {
+            std::fs::write(&file, vec![7u8; size]).unwrap();
+        }
+        let err = bucket
+            .put_file(
+                "dev/robots.txt",
+                &file,
+                size as u64,
+                &planned,
+                &Default::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, crate::store::StoreError::ChangedLocally { .. }),
+            "{err}"
+        );
+        assert!(
+            w.fakes.s3.object(BUCKET, "dev/robots.txt").is_none(),
+            "stored anyway"
+        );
+    }
+}
+
+/// The preview server answers only requests addressed to the loopback: a page on
+/// another site cannot read the stage through DNS rebinding.
+#[tokio::test]
+async fn the_preview_serves_loopback_hosts_only() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = World::new();
+    w.build("v1");
+    w.deploy("dev", &opts()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bucket = crate::store::Bucket::new(w.fakes.clients.s3.clone(), BUCKET);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, crate::preview::router(bucket, "dev/".into())).await;
+    });
+    let status = async |host: &str| {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.unwrap();
+        answer.split_whitespace().nth(1).unwrap_or("").to_owned()
+    };
+    assert_eq!(status(&addr.to_string()).await, "200");
+    assert_eq!(status(&format!("localhost:{}", addr.port())).await, "200");
+    assert_eq!(status("rebound.example.com").await, "421");
+    server.abort();
+}
+
 #[tokio::test]
 async fn a_stage_held_by_another_run_is_refused_with_exit_5_and_nothing_written() {
     let w = World::new();

@@ -43,7 +43,37 @@ pub fn key_for(prefix: &str, uri_path: &str) -> Option<String> {
     Some(format!("{prefix}{rel}"))
 }
 
-async fn serve(State(site): State<Site>, method: Method, uri: Uri) -> Response {
+/// True for a `Host` that names this machine's loopback (`127.0.0.1`, `localhost`,
+/// `[::1]`, with any port). Anything else is a page on another site reaching the
+/// preview through DNS rebinding, and gets nothing.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+async fn serve(
+    State(site): State<Site>,
+    method: Method,
+    uri: Uri,
+    request_headers: HeaderMap,
+) -> Response {
+    let host = request_headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !is_loopback_host(host) {
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            "this preview answers only requests for 127.0.0.1 or localhost\n",
+        )
+            .into_response();
+    }
     if method != Method::GET && method != Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n").into_response();
     }
@@ -95,7 +125,29 @@ fn not_found() -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::key_for;
+    use super::{is_loopback_host, key_for};
+
+    #[test]
+    fn only_loopback_host_names_are_served() {
+        for ok in [
+            "127.0.0.1:8000",
+            "localhost:8000",
+            "LOCALHOST",
+            "[::1]:8000",
+            "127.0.0.2",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example.com",
+            "evil.example.com:8000",
+            "10.0.0.1:8000",
+            "",
+            "localhost.evil.com",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn keys_for_paths() {
