@@ -1,4 +1,5 @@
-//! Shipping the API's code with a deploy: `uploader --stage dev --lambda-zip ZIP` puts
+//! Shipping the API's code with a deploy: `uploader --stage dev`, when the stage's
+//! `[api]` names a `zip` (or with `--lambda-zip ZIP`), puts
 //! the zip on the function's `$LATEST` (what alias DEV runs) before the front end goes
 //! live, and only when its bytes differ from what `$LATEST` runs (Lambda's CodeSha256,
 //! the base64 SHA-256 of the zip). A stage whose alias points at a published version
@@ -129,6 +130,7 @@ mod tests {
             stage_variable: "lambdaAlias".into(),
             function: "todo-api".into(),
             alias: alias.into(),
+            zip: None,
         };
         let stage = Stage {
             name: alias.to_ascii_lowercase(),

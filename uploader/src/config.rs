@@ -101,6 +101,8 @@ struct RawApi {
     stage_variable: String,
     function: String,
     alias: String,
+    /// The Lambda zip a deploy of this stage ships to `$LATEST` (see `api_code`).
+    zip: Option<String>,
 }
 
 fn default_stage_variable() -> String {
@@ -156,6 +158,10 @@ pub struct StageApi {
     pub stage_variable: String,
     pub function: String,
     pub alias: String,
+    /// The Lambda zip `uploader --stage NAME` ships to the function's `$LATEST` when
+    /// its bytes changed (`zip = "target/lambda/todo-api-x86_64.zip"`); a stage whose
+    /// alias runs a published version refuses it.
+    pub zip: Option<String>,
 }
 
 impl StageApi {
@@ -175,6 +181,7 @@ impl StageApi {
             stage_variable: sub(&raw.stage_variable),
             function: sub(&raw.function),
             alias: sub(&raw.alias),
+            zip: raw.zip.as_deref().map(sub),
         }
     }
 }
@@ -390,6 +397,9 @@ impl Config {
                 &mut api.alias,
             ] {
                 *field = ex(field)?.trim().to_owned();
+            }
+            if let Some(zip) = &mut api.zip {
+                *zip = ex(zip)?.trim().to_owned();
             }
         }
         Ok(stage)
@@ -835,6 +845,7 @@ alias = "DEV"
                 stage_variable: "lambdaAlias".into(),
                 function: "todo-api".into(),
                 alias: "PROD".into(),
+                zip: None,
             }
         );
         assert_eq!(

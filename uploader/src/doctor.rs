@@ -817,6 +817,7 @@ mod tests {
             stage_variable: "lambdaAlias".into(),
             function: "todo-api".into(),
             alias: "PROD".into(),
+            zip: None,
         }
     }
 

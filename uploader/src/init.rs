@@ -25,6 +25,9 @@ pub const REQUIRED_OUTPUTS: [&str; 10] = [
     "ProdAlias",
 ];
 
+/// Where `scripts/build-lambda.sh` writes the x86_64 zip, relative to the repository.
+pub const LAMBDA_ZIP: &str = "target/lambda/todo-api-x86_64.zip";
+
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     #[error(
@@ -144,6 +147,11 @@ pub fn render(stack: &str, outputs: &BTreeMap<String, String>) -> Result<String,
             q("FunctionName")?,
             q(alias)?,
         ));
+        if stage == "dev" {
+            // `uploader --stage dev` ships the API with the front end; prod's alias runs
+            // a published version and moves only by `uploader promote`.
+            s.push_str(&format!("zip = \"{LAMBDA_ZIP}\"\n"));
+        }
     }
     s.push_str(&format!(
         "\n# Pull-request previews (`uploader --stage pr-42`): the front end only, on the dev API.\n\
@@ -266,6 +274,7 @@ mod tests {
         assert_eq!(dev.prefix, "dev/");
         assert_eq!(dev.distribution_id.as_deref(), Some("EDEV123"));
         let api = dev.api.unwrap();
+        assert_eq!(api.zip.as_deref(), Some(LAMBDA_ZIP), "dev ships the API");
         assert_eq!(
             (
                 api.rest_api_id.as_str(),
@@ -279,6 +288,7 @@ mod tests {
         assert_eq!(prod.distribution_id.as_deref(), Some("EPROD456"));
         assert!(prod.api_base.ends_with("/prod"));
         let prod_api = prod.api.unwrap();
+        assert_eq!(prod_api.zip, None, "prod's API moves only by promote");
         assert_eq!(
             (prod_api.alias.as_str(), prod_api.function.as_str()),
             ("PROD", "todo-api")

@@ -151,6 +151,7 @@ struct DeployArgs {
     verify: bool,
     /// Also ship the API: put this Lambda zip on $LATEST of the stage's [api] function
     /// when its bytes changed (refused for a stage whose alias runs a published version).
+    /// Default: `zip` of the stage's [api] section, if any.
     #[arg(long, value_name = "ZIP")]
     lambda_zip: Option<PathBuf>,
     #[command(flatten)]
@@ -349,15 +350,17 @@ async fn run_deploy(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
     let clients = global.clients().await;
     let mut opts = args.run.options(global);
     opts.verify = args.verify;
-    let report = deploy::run_with_code(
-        &clients,
-        &stage,
-        &args.dist,
-        args.lambda_zip.as_deref(),
-        &opts,
-    )
-    .await
-    .with_context(|| format!("deploy of stage `{}` failed", stage.name))?;
+    // The flag wins over the stage's `[api] zip`.
+    let lambda_zip = args.lambda_zip.clone().or_else(|| {
+        stage
+            .api
+            .as_ref()
+            .and_then(|a| a.zip.as_ref())
+            .map(PathBuf::from)
+    });
+    let report = deploy::run_with_code(&clients, &stage, &args.dist, lambda_zip.as_deref(), &opts)
+        .await
+        .with_context(|| format!("deploy of stage `{}` failed", stage.name))?;
     print(global, &report)
 }
 
