@@ -91,6 +91,11 @@ fn event(
     let vars = HashMap::from([
         ("tableName".to_owned(), format!("todos-{stage}")),
         ("lambdaAlias".to_owned(), stage.to_uppercase()),
+        // The site origin the events come from, as the stack sets it per stage.
+        (
+            "allowedOrigin".to_owned(),
+            "https://d111111abcdef8.cloudfront.net".to_owned(),
+        ),
     ]);
     rest_v1_event(
         &method,
