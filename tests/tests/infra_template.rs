@@ -417,13 +417,71 @@ fn rule_no_wildcard_actions(t: &Value) -> Result<(), String> {
     Ok(())
 }
 
-const RULES: [(&str, Rule); 6] = [
+/// Every distribution sends the security headers, and its Content-Security-Policy lets
+/// the wasm app run and connect only to its own stage's API (previews: dev's).
+fn rule_security_headers(t: &Value) -> Result<(), String> {
+    let distributions = resources(t, "AWS::CloudFront::Distribution");
+    if distributions.is_empty() {
+        return Err("no CloudFront distribution".into());
+    }
+    for (id, d) in distributions {
+        let c = &d["Properties"]["DistributionConfig"];
+        let origin_path = c["Origins"][0]["OriginPath"].as_str().unwrap_or_default();
+        let api_stage = if origin_path == "/prod" {
+            "prod"
+        } else {
+            "dev"
+        };
+        let policy_id = c["DefaultCacheBehavior"]["ResponseHeadersPolicyId"]["Ref"]
+            .as_str()
+            .ok_or_else(|| format!("distribution {id}: no response headers policy of the stack"))?;
+        let headers = &t["Resources"][policy_id]["Properties"]["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"];
+        if headers["StrictTransportSecurity"]["AccessControlMaxAgeSec"]
+            .as_u64()
+            .is_none_or(|s| s < 31_536_000)
+        {
+            return Err(format!("{policy_id}: no HSTS of a year or more"));
+        }
+        if headers["ContentTypeOptions"].is_null() {
+            return Err(format!("{policy_id}: no X-Content-Type-Options: nosniff"));
+        }
+        let csp = text(&headers["ContentSecurityPolicy"]["ContentSecurityPolicy"])
+            .ok_or_else(|| format!("{policy_id}: no Content-Security-Policy"))?;
+        let directive = |name: &str| {
+            csp.split(';')
+                .map(str::trim)
+                .find(|d| d.split_whitespace().next() == Some(name))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        if !directive("script-src").contains("'wasm-unsafe-eval'") {
+            return Err(format!("{policy_id}: script-src lacks 'wasm-unsafe-eval'"));
+        }
+        if directive("frame-ancestors") != "frame-ancestors 'none'" {
+            return Err(format!("{policy_id}: frame-ancestors is not 'none'"));
+        }
+        let connect = directive("connect-src");
+        let sources: Vec<&str> = connect.split_whitespace().skip(1).collect();
+        let api = format!(
+            "https://${{RestApi}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}/{api_stage}/"
+        );
+        if sources.iter().any(|s| *s != "'self'" && *s != api) || !sources.contains(&api.as_str()) {
+            return Err(format!(
+                "distribution {id}: connect-src must be 'self' and the {api_stage} API only: {connect}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+const RULES: [(&str, Rule); 7] = [
     ("stage variables", rule_stage_variables),
     ("integration URI", rule_integration_uri),
     ("permission per alias", rule_permission_per_alias),
     ("private bucket", rule_private_bucket),
     ("PROD fixed", rule_prod_fixed),
     ("no wildcard actions", rule_no_wildcard_actions),
+    ("security headers", rule_security_headers),
 ];
 
 #[test]
@@ -576,5 +634,36 @@ fn a_wildcard_action_in_the_ci_role_fails() {
             "                  - lambda:*\n",
         ),
         "lambda:* in the deploy role",
+    );
+}
+
+#[test]
+fn a_csp_that_reaches_another_stage_or_blocks_wasm_fails() {
+    assert_fails(
+        rule_security_headers,
+        broken(
+            "${AWS::URLSuffix}/prod/; frame-ancestors",
+            "${AWS::URLSuffix}/dev/; frame-ancestors",
+        ),
+        "prod's site may call the dev API",
+    );
+    assert_fails(
+        rule_security_headers,
+        broken(
+            "          ResponseHeadersPolicyId: !Ref PreviewHeadersPolicy\n",
+            "          ResponseHeadersPolicyId: !Ref ProdHeadersPolicy\n",
+        ),
+        "previews connect to the prod API",
+    );
+    let no_wasm = TEMPLATE.replacen(
+        "'unsafe-inline' 'wasm-unsafe-eval'; style-src",
+        "'unsafe-inline'; style-src",
+        1,
+    );
+    assert_ne!(no_wasm, TEMPLATE);
+    assert_fails(
+        rule_security_headers,
+        parse(&no_wasm),
+        "dev's CSP blocks wasm",
     );
 }
