@@ -67,6 +67,38 @@ pub enum TitleError {
         "the title is {chars} characters long after trimming; shorten it to at most {MAX_TITLE_CHARS} characters"
     )]
     TooLong { chars: usize },
+    #[error(
+        "the title has no visible character (only spaces, control, zero-width or direction marks); send a title with at least one visible character"
+    )]
+    Invisible,
+}
+
+/// Characters that show nothing on their own: whitespace, controls, and the format
+/// characters (zero-width spaces and joiners, direction marks and overrides, the byte
+/// order mark, soft hyphen, variation selectors, tags, Hangul fillers).
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
 }
 
 /// A validated title: trimmed, non-empty, at most [`MAX_TITLE_CHARS`] chars.
@@ -85,6 +117,9 @@ impl Title {
         let chars = trimmed.chars().count();
         if chars > MAX_TITLE_CHARS {
             return Err(TitleError::TooLong { chars });
+        }
+        if trimmed.chars().all(is_invisible) {
+            return Err(TitleError::Invisible);
         }
         Ok(Title(trimmed.to_owned()))
     }
@@ -274,6 +309,25 @@ mod tests {
     fn title_empty_after_trim_is_rejected() {
         assert_eq!(Title::parse(""), Err(TitleError::Empty));
         assert_eq!(Title::parse(" \t\n\u{3000}"), Err(TitleError::Empty));
+        for invisible in [
+            "\u{200B}",
+            "\u{200B}\u{200D}\u{FEFF}",
+            "\u{202E}\u{2066}",
+            "\u{7}\u{1B}",
+            "\u{AD}\u{FE0F}",
+        ] {
+            assert_eq!(
+                Title::parse(invisible),
+                Err(TitleError::Invisible),
+                "{invisible:?}"
+            );
+        }
+        // One visible character is enough; invisible ones around it stay verbatim.
+        assert_eq!(
+            Title::parse("\u{200B}a\u{200D}").map(Title::into_string),
+            Ok("\u{200B}a\u{200D}".to_owned())
+        );
+        assert!(Title::parse("👩\u{200D}💻").is_ok());
     }
 
     #[test]

@@ -268,7 +268,17 @@ async fn invalid_stages_are_404_invalid_stage() {
 async fn title_rules() {
     let s = Server::in_memory().await;
 
-    for blank in ["", "   ", "\n\t "] {
+    // Blank, or nothing visible: zero-width spaces and joiners, direction overrides,
+    // controls, the byte order mark.
+    for blank in [
+        "",
+        "   ",
+        "\n\t ",
+        "\u{200B}",
+        "\u{200B}\u{200D}\u{FEFF}",
+        "\u{202E}\u{2066}",
+        "\u{7}\u{1B}",
+    ] {
         assert_error(
             s.post_json("/dev/todos", &json!({"title": blank})).await,
             StatusCode::BAD_REQUEST,
