@@ -574,6 +574,64 @@ async fn the_preview_serves_loopback_hosts_only() {
     server.abort();
 }
 
+/// A run longer than the lock's TTL renews it, so no other run takes the stage from it.
+#[tokio::test]
+async fn a_long_run_keeps_its_lock_past_the_ttl() {
+    let w = World::new();
+    let bucket = crate::store::Bucket::new(w.fakes.clients.s3.clone(), BUCKET);
+    let ttl = Duration::from_secs(2);
+    let result = crate::lock::with_stage_lock(&bucket, "dev", "promote --wait", ttl, async || {
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        // Past the TTL: without renewal this second run would take the lock over.
+        let second =
+            crate::lock::with_stage_lock(&bucket, "dev", "deploy", ttl, async || Ok(())).await;
+        assert_eq!(second.map_err(|e| e.exit_code()), Err(exit::LOCKED));
+        Ok("done")
+    })
+    .await;
+    assert_eq!(result.unwrap(), "done");
+}
+
+/// A run whose lock is taken from it stops at once instead of writing on.
+#[tokio::test]
+async fn a_run_that_loses_its_lock_stops() {
+    let w = World::new();
+    let bucket = crate::store::Bucket::new(w.fakes.clients.s3.clone(), BUCKET);
+    let started = std::time::Instant::now();
+    let result = crate::lock::with_stage_lock(&bucket, "dev", "deploy", Duration::from_secs(3), async || {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let other = r#"{"token":"other","operation":"deploy","holder":"ci-9","acquiredAt":1,"expiresAt":1}"#;
+        w.fakes
+            .s3
+            .insert(BUCKET, "_uploader/stages/dev/lock.json", other.as_bytes());
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        w.fakes.s3.insert(BUCKET, "dev/written-after-losing-the-lock", b"x");
+        Ok(())
+    })
+    .await;
+    let err = result.unwrap_err();
+    assert_eq!(err.exit_code(), exit::LOCKED, "{err}");
+    assert!(err.to_string().contains("ci-9"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        w.fakes
+            .s3
+            .object(BUCKET, "dev/written-after-losing-the-lock")
+            .is_none()
+    );
+    // The other run's lock stays.
+    assert!(
+        w.fakes
+            .s3
+            .object(BUCKET, "_uploader/stages/dev/lock.json")
+            .is_some()
+    );
+}
+
 #[tokio::test]
 async fn a_stage_held_by_another_run_is_refused_with_exit_5_and_nothing_written() {
     let w = World::new();

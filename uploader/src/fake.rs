@@ -195,6 +195,33 @@ impl ObjectApi for FakeS3 {
         Ok(Some(answer))
     }
 
+    async fn put_if_match(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        checksum_sha256: Option<String>,
+        etag: &str,
+    ) -> Result<Option<PutAnswer>, StoreError> {
+        self.write("PutObject", bucket, key)?;
+        let answer = Self::answer(&body, checksum_sha256)
+            .map_err(|m| refused("PutObject", bucket, key, m))?;
+        let mut objects = lock(&self.objects);
+        let k = (bucket.to_owned(), key.to_owned());
+        let current = objects.get(&k).map(|o| Digests::of(&o.bytes).md5_hex());
+        if current.as_deref() != Some(etag.trim_matches('"')) {
+            return Ok(None);
+        }
+        objects.insert(
+            k,
+            Object {
+                bytes: body,
+                headers: Headers::default(),
+            },
+        );
+        Ok(Some(answer))
+    }
+
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<Fetched>, StoreError> {
         Ok(self.object(bucket, key).map(|o| Fetched {
             etag: Some(format!("\"{}\"", Digests::of(&o.bytes).md5_hex())),

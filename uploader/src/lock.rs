@@ -4,6 +4,13 @@
 //! `If-None-Match: *`, so of two runs racing for it only one wins; it is read back to
 //! confirm, for S3 implementations that ignore the condition. It names who holds it and
 //! until when: a lock left behind by a crashed run expires.
+//!
+//! An expired lock is taken over by a write conditional on the version that was seen
+//! (`If-Match`), never by a delete and a create, so of two runs taking over the same
+//! expired lock only one can win, and a slow one cannot remove a fresh lock. While a
+//! run works it renews its lock every third of the TTL, conditional on its own last
+//! version; if the lock was taken from it (or cannot be renewed before it expires),
+//! the run stops at once, as a crashed run would: the next run repairs from there.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,8 +32,11 @@ pub async fn with_stage_lock<T>(
     ttl: Duration,
     work: impl AsyncFnOnce() -> Result<T, Error>,
 ) -> Result<T, Error> {
-    let lock = Lock::acquire(bucket, Keys::new(stage).lock(), stage, operation, ttl).await?;
-    let result = work().await;
+    let mut lock = Lock::acquire(bucket, Keys::new(stage).lock(), stage, operation, ttl).await?;
+    let result = tokio::select! {
+        result = work() => result,
+        lost = lock.keep(ttl) => Err(Error::Locked(lost)),
+    };
     if let Err(e) = lock.release().await {
         tracing::warn!(stage, "could not release the lock (it will expire): {e}");
     }
@@ -80,7 +90,10 @@ enum LockError {
 struct Lock {
     bucket: Bucket,
     key: String,
-    token: String,
+    info: LockInfo,
+    stage: String,
+    /// The version of the lock object last written by this run.
+    etag: Option<String>,
 }
 
 fn now() -> u64 {
@@ -98,42 +111,87 @@ impl Lock {
         operation: &str,
         ttl: Duration,
     ) -> Result<Lock, LockError> {
-        if let Some(existing) = read(bucket, &key).await? {
-            if existing.expires_at > now() {
-                return Err(held(stage, &existing));
-            }
-            tracing::warn!(stage, holder = ?existing.holder, "taking over an expired lock");
-            bucket.delete(&key).await?;
-        }
         let info = LockInfo {
             token: format!("{:032x}", rand::random::<u128>()),
             operation: operation.to_owned(),
             holder: crate::state::actor(),
             acquired_at: now(),
-            expires_at: now() + ttl.as_secs(),
+            expires_at: now().saturating_add(ttl.as_secs()),
         };
         let body = serde_json::to_vec(&info).unwrap_or_default();
-        if !bucket.put_if_absent(&key, body).await? {
+        let written = match read(bucket, &key).await? {
+            Some((existing, _)) if existing.expires_at > now() => {
+                return Err(held(stage, &existing));
+            }
+            Some((existing, etag)) => {
+                tracing::warn!(stage, holder = ?existing.holder, "taking over an expired lock");
+                match etag {
+                    Some(etag) => bucket.put_if_match(&key, body, &etag).await?.is_some(),
+                    // Without a version to condition on, only an absent lock is taken.
+                    None => false,
+                }
+            }
+            None => bucket.put_if_absent(&key, body).await?,
+        };
+        if !written {
             return match read(bucket, &key).await? {
-                Some(other) => Err(held(stage, &other)),
+                Some((other, _)) => Err(held(stage, &other)),
                 None => Err(held(stage, &info)),
             };
         }
         match read(bucket, &key).await? {
-            Some(stored) if stored.token == info.token => Ok(Lock {
+            Some((stored, etag)) if stored.token == info.token => Ok(Lock {
                 bucket: bucket.clone(),
                 key,
-                token: info.token,
+                info,
+                stage: stage.to_owned(),
+                etag,
             }),
-            Some(other) => Err(held(stage, &other)),
+            Some((other, _)) => Err(held(stage, &other)),
             None => Err(held(stage, &info)),
+        }
+    }
+
+    /// Renews the lock every third of `ttl` (at least every second) for as long as it
+    /// is polled; returns only when the lock is lost: taken by another run, or not
+    /// renewed before it expired.
+    async fn keep(&mut self, ttl: Duration) -> Held {
+        let every = (ttl / 3).max(Duration::from_secs(1));
+        loop {
+            tokio::time::sleep(every).await;
+            let mut info = self.info.clone();
+            info.expires_at = now().saturating_add(ttl.as_secs());
+            let body = serde_json::to_vec(&info).unwrap_or_default();
+            let renewed = match &self.etag {
+                Some(etag) => self.bucket.put_if_match(&self.key, body, etag).await,
+                None => Ok(None),
+            };
+            match renewed {
+                Ok(Some(etag)) => {
+                    self.info = info;
+                    self.etag = etag;
+                }
+                Ok(None) => {
+                    let other = read(&self.bucket, &self.key).await.ok().flatten();
+                    let by = other.map_or(self.info.clone(), |(o, _)| o);
+                    tracing::error!(stage = %self.stage, "the stage lock was taken over; stopping this run");
+                    return lost(&self.stage, &by);
+                }
+                Err(e) if self.info.expires_at <= now() => {
+                    tracing::error!(stage = %self.stage, "the stage lock expired before it could be renewed ({e}); stopping this run");
+                    return lost(&self.stage, &self.info);
+                }
+                Err(e) => {
+                    tracing::warn!(stage = %self.stage, "could not renew the lock, retrying: {e}")
+                }
+            }
         }
     }
 
     /// Releases the lock if it is still ours.
     async fn release(self) -> Result<(), StoreError> {
-        if let Ok(Some(stored)) = read(&self.bucket, &self.key).await
-            && stored.token == self.token
+        if let Ok(Some((stored, _))) = read(&self.bucket, &self.key).await
+            && stored.token == self.info.token
         {
             self.bucket.delete(&self.key).await?;
         }
@@ -142,28 +200,38 @@ impl Lock {
 }
 
 fn held(stage: &str, info: &LockInfo) -> LockError {
+    LockError::Held(lost(stage, info))
+}
+
+fn lost(stage: &str, info: &LockInfo) -> Held {
     let now = now();
-    LockError::Held(Held {
+    Held {
         stage: stage.to_owned(),
         operation: info.operation.clone(),
         holder: info.holder.clone().unwrap_or_else(|| "unknown".into()),
         since: now.saturating_sub(info.acquired_at),
         left: info.expires_at.saturating_sub(now),
-    })
+    }
 }
 
-async fn read(bucket: &Bucket, key: &str) -> Result<Option<LockInfo>, StoreError> {
-    Ok(bucket
-        .get_bytes(key)
-        .await?
-        // An unreadable lock file is treated as expired: it cannot name a live holder.
-        .map(|b| {
-            serde_json::from_slice(&b).unwrap_or(LockInfo {
-                token: String::new(),
-                operation: "unknown".into(),
-                holder: None,
-                acquired_at: 0,
-                expires_at: 0,
-            })
-        }))
+/// The lock as stored, and its version (ETag).
+async fn read(
+    bucket: &Bucket,
+    key: &str,
+) -> Result<Option<(LockInfo, Option<String>)>, StoreError> {
+    use futures::TryStreamExt;
+    let Some(fetched) = bucket.get(key).await? else {
+        return Ok(None);
+    };
+    let etag = fetched.etag.as_deref().map(crate::store::normalise_etag);
+    let chunks: Vec<axum::body::Bytes> = fetched.body.try_collect().await?;
+    // An unreadable lock file is treated as expired: it cannot name a live holder.
+    let info = serde_json::from_slice(&chunks.concat()).unwrap_or(LockInfo {
+        token: String::new(),
+        operation: "unknown".into(),
+        holder: None,
+        acquired_at: 0,
+        expires_at: 0,
+    });
+    Ok(Some((info, etag)))
 }

@@ -226,6 +226,16 @@ pub trait ObjectApi: Send + Sync {
         body: Vec<u8>,
         checksum_sha256: Option<String>,
     ) -> Result<Option<PutAnswer>, StoreError>;
+    /// A PUT with `If-Match: etag` (the lock's takeover and renewal); `Ok(None)` when the
+    /// object is no longer that version.
+    async fn put_if_match(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        checksum_sha256: Option<String>,
+        etag: &str,
+    ) -> Result<Option<PutAnswer>, StoreError>;
     /// `Ok(None)` when the object does not exist.
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<Fetched>, StoreError>;
     /// A server-side copy stored with `headers`; returns the new ETag.
@@ -558,6 +568,29 @@ impl Bucket {
                 Ok(true)
             }
             None => Ok(false),
+        }
+    }
+
+    /// Replaces `key` only if it is still the version `etag` names; `Ok(None)` when it
+    /// is not, else the new ETag.
+    pub async fn put_if_match(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        etag: &str,
+    ) -> Result<Option<Option<String>>, StoreError> {
+        let digests = Digests::of(&bytes);
+        let checksum = self.checksum(&digests);
+        match self
+            .api
+            .put_if_match(&self.name, key, bytes, checksum, etag)
+            .await?
+        {
+            Some(answer) => {
+                self.check(key, &digests, &answer)?;
+                Ok(Some(answer.etag.map(|e| normalise_etag(&e))))
+            }
+            None => Ok(None),
         }
     }
 

@@ -89,6 +89,37 @@ impl ObjectApi for SdkS3 {
         }
     }
 
+    async fn put_if_match(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        checksum_sha256: Option<String>,
+        etag: &str,
+    ) -> Result<Option<PutAnswer>, StoreError> {
+        match self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .if_match(format!("\"{}\"", etag.trim_matches('"')))
+            .content_type("application/json")
+            .content_length(body.len() as i64)
+            .set_checksum_sha256(checksum_sha256)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(PutAnswer {
+                etag: out.e_tag,
+                checksum_sha256: out.checksum_sha256,
+            })),
+            Err(e) if matches!(http_status(&e), Some(412 | 409)) => Ok(None),
+            Err(e) if http_status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(error("PutObject", bucket, key, e)),
+        }
+    }
+
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<Fetched>, StoreError> {
         match self
             .client
