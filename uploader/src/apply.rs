@@ -278,8 +278,16 @@ async fn execute(
 
     // Mark the manifest: if this run dies, the next one will not trust it blindly.
     let token = format!("{:016x}", rand::random::<u64>());
+    // It also hands the blobs this run's overwrites keep to their new owners (see
+    // `plan`) at once: a run that dies part-way must not leave them to expire with
+    // an older release.
     let mut marked = state.clone();
     marked.in_progress = Some(token);
+    for (sha, owner) in &plan.next_state.blobs {
+        if let Some(kept) = marked.blobs.get_mut(sha) {
+            kept.clone_from(owner);
+        }
+    }
     write_state(bucket, keys, &marked).await?;
 
     // The release record, once per stage (its id is its content).
@@ -310,6 +318,16 @@ async fn execute(
     for r in preserve_results {
         r?;
     }
+    // The manifest names what was preserved before anything is overwritten: a run that
+    // dies from here on must not leave the next one unaware of these copies.
+    if !plan.preserves.is_empty() {
+        for p in &plan.preserves {
+            if let Some(owner) = plan.next_state.blobs.get(&p.sha256) {
+                marked.blobs.insert(p.sha256.clone(), owner.clone());
+            }
+        }
+        write_state(bucket, keys, &marked).await?;
+    }
 
     // Writes, phase by phase; the first failure stops before any later phase.
     let mut stored: BTreeMap<String, Stored> = BTreeMap::new();
@@ -334,12 +352,13 @@ async fn execute(
     }
     progress.finish();
 
-    // Deletes come after every write, and only what retention lets go.
+    // Deletes come after every write, and only what retention lets go. Preserved
+    // blobs go only once the manifest no longer names them (below): a manifest never
+    // names a blob that is gone.
     let delete_keys: Vec<String> = plan
         .deletes
         .iter()
         .map(|p| format!("{}{p}", stage.prefix))
-        .chain(plan.blob_deletes.iter().map(|sha| keys.blob(sha)))
         .collect();
     if !delete_keys.is_empty() {
         bucket.delete_many(&delete_keys).await?;
@@ -378,6 +397,13 @@ async fn execute(
         },
     });
     write_state(bucket, keys, &next).await?;
+    let blob_keys: Vec<String> = plan.blob_deletes.iter().map(|sha| keys.blob(sha)).collect();
+    if !blob_keys.is_empty()
+        && let Err(e) = bucket.delete_many(&blob_keys).await
+    {
+        // Recorded already; an unrecorded blob left over costs storage, nothing else.
+        tracing::warn!(stage = %stage.name, "could not delete preserved copies no release needs: {e}");
+    }
     report.invalidation = invalidation?;
     Ok(())
 }
