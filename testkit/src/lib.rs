@@ -62,6 +62,17 @@ pub fn small_site(dist: &Path, version: &str) -> Result<()> {
     Ok(())
 }
 
+/// A caller reference no other distribution of this process has: a free port can
+/// come back twice in a row, a counter cannot.
+fn unique_reference(bucket: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("testkit-{bucket}-{}-{n}-{nanos}", std::process::id())
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
@@ -80,8 +91,18 @@ pub struct Server {
 }
 
 impl Server {
-    /// Stops the server now (for fault tests); dropping does the same.
+    /// Stops the server now (for fault tests); dropping does the same. The whole
+    /// process group goes, so nothing the server started (chromedriver's browsers,
+    /// npm's node) outlives it.
     pub fn stop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let group = format!("-{}", self.child.id());
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &group])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -103,6 +124,9 @@ pub fn start(mut cmd: Command, port: u16, name: &str, ready_path: &str) -> Resul
     let log = std::env::temp_dir().join(format!("testkit-{name}-{port}.log"));
     let out = std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
     let err = out.try_clone()?;
+    // Its own process group, which `Server::stop` ends as a whole.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = cmd
         .stdin(Stdio::null())
         .stdout(out)
@@ -384,7 +408,7 @@ pub async fn create_distribution(
         .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
         .build()?;
     let config = DistributionConfig::builder()
-        .caller_reference(format!("testkit-{bucket}-{}", free_port()?))
+        .caller_reference(unique_reference(bucket))
         .comment(format!("{bucket}{origin_path}"))
         .enabled(true)
         .default_root_object("index.html")

@@ -292,7 +292,16 @@ impl Browser {
     pub async fn wait_texts(&self, css: &str, expected: &[&str]) -> Result<()> {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let got = self.texts(css).await?;
+            // The list may re-render between finding the elements and reading them
+            // (a stale element): that is "not yet", like a wrong text.
+            let got = match self.texts(css).await {
+                Ok(got) => got,
+                Err(_) if std::time::Instant::now() <= deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if got == expected {
                 return Ok(());
             }
