@@ -632,6 +632,40 @@ async fn a_run_that_loses_its_lock_stops() {
     );
 }
 
+/// A release whose deploy failed before its manifest write never went live: rolling
+/// back "to" it is refused before anything is written, not a copy of its half-written
+/// bytes onto themselves that later runs would take for live.
+#[tokio::test]
+async fn rollback_to_a_release_that_never_went_live_is_refused() {
+    let w = World::new();
+    w.build("v1");
+    w.deploy("dev", &opts()).await.unwrap();
+    w.build("v2");
+    w.fakes.s3.fail_writes_to("_uploader/stages/dev/state.json");
+    // The marker write fails: nothing of v2 is written, but its id is known.
+    let failed = w.deploy("dev", &opts()).await.unwrap_err();
+    assert_eq!(failed.exit_code(), exit::DEPLOY);
+    w.fakes.s3.heal();
+    w.fakes.s3.fail_from_write(7);
+    let _ = w.deploy("dev", &opts()).await;
+    w.fakes.s3.heal();
+    let files = crate::plan::files_of(&deploy::desired_from_dist(
+        &crate::local::scan(&w.dist()).unwrap(),
+        &w.stage("dev"),
+    ));
+    let v2 = crate::state::release_id(&files);
+    w.fakes.s3.clear_log();
+    let err = release::rollback(&w.fakes.clients, &w.stage("dev"), Some(&v2), &opts())
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), exit::REFUSED, "{err}");
+    assert!(w.fakes.s3.log().is_empty(), "{:?}", w.fakes.s3.log());
+    // A deploy of that build still goes live: nothing took it for live already.
+    let report = w.deploy("dev", &opts()).await.unwrap();
+    assert_eq!(report.release, v2);
+    assert_eq!(w.current("dev"), w.dist_files());
+}
+
 #[tokio::test]
 async fn a_stage_held_by_another_run_is_refused_with_exit_5_and_nothing_written() {
     let w = World::new();
