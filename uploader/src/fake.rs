@@ -16,7 +16,9 @@ use crate::aws::Clients;
 use crate::backend::{BackendError, FunctionInfo, GatewayStage, LambdaApi};
 use crate::cdn::{CdnApi, CdnError, OriginInfo};
 use crate::headers::Headers;
-use crate::store::{Digests, Fetched, Listed, Listing, ObjectApi, Part, PutAnswer, StoreError};
+use crate::store::{
+    Condition, Digests, Fetched, Listed, Listing, ObjectApi, Part, PutAnswer, StoreError,
+};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -156,52 +158,7 @@ impl ObjectApi for FakeS3 {
         body: Vec<u8>,
         checksum_sha256: Option<String>,
         headers: &Headers,
-    ) -> Result<PutAnswer, StoreError> {
-        self.write("PutObject", bucket, key)?;
-        let answer = Self::answer(&body, checksum_sha256)
-            .map_err(|m| refused("PutObject", bucket, key, m))?;
-        lock(&self.objects).insert(
-            (bucket.to_owned(), key.to_owned()),
-            Object {
-                bytes: body,
-                headers: headers.clone(),
-            },
-        );
-        Ok(answer)
-    }
-
-    async fn put_if_absent(
-        &self,
-        bucket: &str,
-        key: &str,
-        body: Vec<u8>,
-        checksum_sha256: Option<String>,
-    ) -> Result<Option<PutAnswer>, StoreError> {
-        self.write("PutObject", bucket, key)?;
-        let answer = Self::answer(&body, checksum_sha256)
-            .map_err(|m| refused("PutObject", bucket, key, m))?;
-        let mut objects = lock(&self.objects);
-        let k = (bucket.to_owned(), key.to_owned());
-        if objects.contains_key(&k) {
-            return Ok(None);
-        }
-        objects.insert(
-            k,
-            Object {
-                bytes: body,
-                headers: Headers::default(),
-            },
-        );
-        Ok(Some(answer))
-    }
-
-    async fn put_if_match(
-        &self,
-        bucket: &str,
-        key: &str,
-        body: Vec<u8>,
-        checksum_sha256: Option<String>,
-        etag: &str,
+        condition: Condition<'_>,
     ) -> Result<Option<PutAnswer>, StoreError> {
         self.write("PutObject", bucket, key)?;
         let answer = Self::answer(&body, checksum_sha256)
@@ -209,14 +166,19 @@ impl ObjectApi for FakeS3 {
         let mut objects = lock(&self.objects);
         let k = (bucket.to_owned(), key.to_owned());
         let current = objects.get(&k).map(|o| Digests::of(&o.bytes).md5_hex());
-        if current.as_deref() != Some(etag.trim_matches('"')) {
+        let holds = match condition {
+            Condition::Always => true,
+            Condition::IfAbsent => current.is_none(),
+            Condition::IfMatch(etag) => current.as_deref() == Some(etag.trim_matches('"')),
+        };
+        if !holds {
             return Ok(None);
         }
         objects.insert(
             k,
             Object {
                 bytes: body,
-                headers: Headers::default(),
+                headers: headers.clone(),
             },
         );
         Ok(Some(answer))

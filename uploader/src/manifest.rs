@@ -353,7 +353,7 @@ pub(crate) async fn write_state(
 ) -> Result<(), Error> {
     let body = serde_json::to_vec(state).unwrap_or_default();
     bucket
-        .put_bytes(&keys.state(), body, &json_headers())
+        .put_bytes(&keys.state(), body, &crate::store::json_record())
         .await?;
     Ok(())
 }
@@ -366,17 +366,13 @@ pub(crate) async fn write_release(
 ) -> Result<(), Error> {
     let body = serde_json::to_vec_pretty(release).unwrap_or_default();
     bucket
-        .put_bytes(&keys.release(&release.id), body, &json_headers())
+        .put_bytes(
+            &keys.release(&release.id),
+            body,
+            &crate::store::json_record(),
+        )
         .await?;
     Ok(())
-}
-
-fn json_headers() -> crate::headers::Headers {
-    crate::headers::Headers {
-        content_type: "application/json".into(),
-        cache_control: "no-store".into(),
-        ..Default::default()
-    }
 }
 
 #[cfg(test)]

@@ -206,10 +206,22 @@ pub struct Listing {
     pub folders: Vec<String>,
 }
 
+/// When a PUT may replace what is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition<'a> {
+    Always,
+    /// `If-None-Match: *`: only if the key does not exist (taking a lock).
+    IfAbsent,
+    /// `If-Match`: only if the object is still this version (taking over or renewing
+    /// a lock).
+    IfMatch(&'a str),
+}
+
 /// The S3 calls the uploader makes, one method per request: the seam between the
 /// engine and a server. [`crate::sdk::s3::SdkS3`] is the real one.
 #[async_trait]
 pub trait ObjectApi: Send + Sync {
+    /// A PUT, made only if `condition` holds; `Ok(None)` when it does not.
     async fn put_object(
         &self,
         bucket: &str,
@@ -217,24 +229,7 @@ pub trait ObjectApi: Send + Sync {
         body: Vec<u8>,
         checksum_sha256: Option<String>,
         headers: &Headers,
-    ) -> Result<PutAnswer, StoreError>;
-    /// A PUT with `If-None-Match: *` (JSON records); `Ok(None)` when the key exists.
-    async fn put_if_absent(
-        &self,
-        bucket: &str,
-        key: &str,
-        body: Vec<u8>,
-        checksum_sha256: Option<String>,
-    ) -> Result<Option<PutAnswer>, StoreError>;
-    /// A PUT with `If-Match: etag` (the lock's takeover and renewal); `Ok(None)` when the
-    /// object is no longer that version.
-    async fn put_if_match(
-        &self,
-        bucket: &str,
-        key: &str,
-        body: Vec<u8>,
-        checksum_sha256: Option<String>,
-        etag: &str,
+        condition: Condition<'_>,
     ) -> Result<Option<PutAnswer>, StoreError>;
     /// `Ok(None)` when the object does not exist.
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<Fetched>, StoreError>;
@@ -400,14 +395,45 @@ impl Bucket {
         headers: &Headers,
     ) -> Result<Stored, StoreError> {
         let out = self
-            .api
-            .put_object(&self.name, key, bytes, self.checksum(digests), headers)
-            .await?;
-        self.check(key, digests, &out)?;
+            .put_checked(key, bytes, digests, headers, Condition::Always)
+            .await?
+            .ok_or_else(|| StoreError::Request {
+                op: "PutObject",
+                bucket: self.name.clone(),
+                key: key.to_owned(),
+                message: "an unconditional write was refused as a failed condition".into(),
+            })?;
         Ok(Stored {
             etag: out.etag.map(|e| normalise_etag(&e)),
             md5: Some(digests.md5_hex()),
         })
+    }
+
+    /// Sends a body (with its checksum header) if `condition` holds, and checks what
+    /// the server says it stored; `Ok(None)` when the condition did not hold.
+    async fn put_checked(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        digests: &Digests,
+        headers: &Headers,
+        condition: Condition<'_>,
+    ) -> Result<Option<PutAnswer>, StoreError> {
+        let answer = self
+            .api
+            .put_object(
+                &self.name,
+                key,
+                bytes,
+                self.checksum(digests),
+                headers,
+                condition,
+            )
+            .await?;
+        if let Some(answer) = &answer {
+            self.check(key, digests, answer)?;
+        }
+        Ok(answer)
     }
 
     /// The checksum header to send with a body, if any.
@@ -552,27 +578,19 @@ impl Bucket {
         self.copy_from(&self.name.clone(), key, key, headers).await
     }
 
-    /// Writes `bytes` only if `key` does not exist yet; `Ok(false)` when it does.
+    /// Writes a JSON record only if `key` does not exist yet; `Ok(false)` when it does.
     /// (`If-None-Match: *`; the caller double-checks by reading back, for servers that
     /// ignore the condition.)
     pub async fn put_if_absent(&self, key: &str, bytes: Vec<u8>) -> Result<bool, StoreError> {
         let digests = Digests::of(&bytes);
-        let checksum = self.checksum(&digests);
-        match self
-            .api
-            .put_if_absent(&self.name, key, bytes, checksum)
-            .await?
-        {
-            Some(answer) => {
-                self.check(key, &digests, &answer)?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        let answer = self
+            .put_checked(key, bytes, &digests, &json_record(), Condition::IfAbsent)
+            .await?;
+        Ok(answer.is_some())
     }
 
-    /// Replaces `key` only if it is still the version `etag` names; `Ok(None)` when it
-    /// is not, else the new ETag.
+    /// Replaces a JSON record only if it is still the version `etag` names; `Ok(None)`
+    /// when it is not, else the new ETag.
     pub async fn put_if_match(
         &self,
         key: &str,
@@ -580,18 +598,16 @@ impl Bucket {
         etag: &str,
     ) -> Result<Option<Option<String>>, StoreError> {
         let digests = Digests::of(&bytes);
-        let checksum = self.checksum(&digests);
-        match self
-            .api
-            .put_if_match(&self.name, key, bytes, checksum, etag)
-            .await?
-        {
-            Some(answer) => {
-                self.check(key, &digests, &answer)?;
-                Ok(Some(answer.etag.map(|e| normalise_etag(&e))))
-            }
-            None => Ok(None),
-        }
+        let answer = self
+            .put_checked(
+                key,
+                bytes,
+                &digests,
+                &json_record(),
+                Condition::IfMatch(etag),
+            )
+            .await?;
+        Ok(answer.map(|a| a.etag.map(|e| normalise_etag(&e))))
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -614,6 +630,15 @@ impl Bucket {
     /// The "folders" directly under `prefix` (common prefixes with delimiter `/`).
     pub async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         Ok(self.api.list(&self.name, prefix, true).await?.folders)
+    }
+}
+
+/// The headers of the uploader's own JSON records.
+pub fn json_record() -> Headers {
+    Headers {
+        content_type: "application/json".into(),
+        cache_control: "no-store".into(),
+        ..Default::default()
     }
 }
 

@@ -14,7 +14,8 @@ use aws_sdk_s3::types::{
 
 use crate::headers::Headers;
 use crate::store::{
-    BodyStream, Fetched, Listed, Listing, ObjectApi, Part, PutAnswer, StoreError, normalise_etag,
+    BodyStream, Condition, Fetched, Listed, Listing, ObjectApi, Part, PutAnswer, StoreError,
+    normalise_etag,
 };
 
 /// S3 (or any S3-compatible server) through the SDK.
@@ -38,8 +39,9 @@ impl ObjectApi for SdkS3 {
         body: Vec<u8>,
         checksum_sha256: Option<String>,
         headers: &Headers,
-    ) -> Result<PutAnswer, StoreError> {
-        let out = self
+        condition: Condition<'_>,
+    ) -> Result<Option<PutAnswer>, StoreError> {
+        let request = self
             .client
             .put_object()
             .bucket(bucket)
@@ -50,72 +52,25 @@ impl ObjectApi for SdkS3 {
             .content_type(&headers.content_type)
             .cache_control(&headers.cache_control)
             .set_content_encoding(headers.content_encoding.clone())
-            .set_metadata(some_map(headers))
-            .send()
-            .await
-            .map_err(|e| error("PutObject", bucket, key, e))?;
-        Ok(PutAnswer {
-            etag: out.e_tag,
-            checksum_sha256: out.checksum_sha256,
-        })
-    }
-
-    async fn put_if_absent(
-        &self,
-        bucket: &str,
-        key: &str,
-        body: Vec<u8>,
-        checksum_sha256: Option<String>,
-    ) -> Result<Option<PutAnswer>, StoreError> {
-        match self
-            .client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .if_none_match("*")
-            .content_type("application/json")
-            .content_length(body.len() as i64)
-            .set_checksum_sha256(checksum_sha256)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-        {
+            .set_metadata(some_map(headers));
+        let request = match condition {
+            Condition::Always => request,
+            Condition::IfAbsent => request.if_none_match("*"),
+            Condition::IfMatch(etag) => request.if_match(format!("\"{}\"", etag.trim_matches('"'))),
+        };
+        match request.send().await {
             Ok(out) => Ok(Some(PutAnswer {
                 etag: out.e_tag,
                 checksum_sha256: out.checksum_sha256,
             })),
-            Err(e) if matches!(http_status(&e), Some(412 | 409)) => Ok(None),
-            Err(e) => Err(error("PutObject", bucket, key, e)),
-        }
-    }
-
-    async fn put_if_match(
-        &self,
-        bucket: &str,
-        key: &str,
-        body: Vec<u8>,
-        checksum_sha256: Option<String>,
-        etag: &str,
-    ) -> Result<Option<PutAnswer>, StoreError> {
-        match self
-            .client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .if_match(format!("\"{}\"", etag.trim_matches('"')))
-            .content_type("application/json")
-            .content_length(body.len() as i64)
-            .set_checksum_sha256(checksum_sha256)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(PutAnswer {
-                etag: out.e_tag,
-                checksum_sha256: out.checksum_sha256,
-            })),
-            Err(e) if matches!(http_status(&e), Some(412 | 409)) => Ok(None),
-            Err(e) if http_status(&e) == Some(404) => Ok(None),
+            // 412 (409 while another conditional write is in flight): the condition
+            // failed; 404 for If-Match on an object that is gone.
+            Err(e)
+                if condition != Condition::Always
+                    && matches!(http_status(&e), Some(412 | 409 | 404)) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(error("PutObject", bucket, key, e)),
         }
     }
