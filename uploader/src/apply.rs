@@ -90,6 +90,9 @@ pub struct Report {
     /// The stage's Lambda alias, for promotes and rollbacks of stages with an API side.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lambda: Option<crate::backend::LambdaReport>,
+    /// The API code a deploy with a Lambda zip shipped (or found already running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::api_code::CodeReport>,
     pub plan: Plan,
 }
 
@@ -121,6 +124,7 @@ impl Report {
             repaired: 0,
             invalidation: None,
             lambda: None,
+            code: None,
             plan: Plan::default(),
         }
     }
@@ -160,6 +164,10 @@ pub struct Target<'a> {
     /// `deploy`, `promote from dev`, `rollback`.
     pub action: String,
     pub lambda: AliasRecord,
+    /// The CodeSha256 the stage's API runs after this run, when the caller knows it
+    /// (see [`HistoryEntry::lambda_code_sha256`]); `None` carries the recorded one
+    /// over when the alias is unchanged.
+    pub lambda_code: Option<String>,
 }
 
 /// Makes `target.stage` serve `target.release`, under the stage lock.
@@ -215,7 +223,11 @@ async fn run(
         && match &target.lambda {
             AliasRecord::Unchanged => true,
             AliasRecord::Set(v) => state.current_lambda_version() == v.as_deref(),
-        };
+        }
+        && target
+            .lambda_code
+            .as_deref()
+            .is_none_or(|c| state.current_lambda_code() == Some(c));
     if opts.dry_run || settled {
         if settled {
             tracing::info!(stage = %stage.name, release = %target.release.id, "already live; nothing to do");
@@ -394,6 +406,11 @@ async fn execute(
         lambda_version: match &target.lambda {
             AliasRecord::Unchanged => state.current_lambda_version().map(str::to_owned),
             AliasRecord::Set(v) => v.clone(),
+        },
+        lambda_code_sha256: match (&target.lambda_code, &target.lambda) {
+            (Some(code), _) => Some(code.clone()),
+            (None, AliasRecord::Unchanged) => state.current_lambda_code().map(str::to_owned),
+            (None, AliasRecord::Set(_)) => None,
         },
     });
     write_state(bucket, keys, &next).await?;

@@ -2,12 +2,15 @@
 
 use std::path::Path;
 
+use crate::api_code;
 use crate::apply::{self, Report, RunOptions, Target};
 use crate::aws::Clients;
 use crate::config::Stage;
 use crate::local::{self, LocalFile};
+use crate::lock::with_stage_lock;
 use crate::plan::{Desired, Source};
 use crate::state::{self, Release};
+use crate::store::Bucket;
 use crate::{CONFIG_JSON, Error};
 
 /// The `config.json` a stage serves: its name and its variables.
@@ -63,9 +66,14 @@ pub async fn run(
     run_with_code(clients, stage, dist, None, opts).await
 }
 
-/// [`run`], first putting the API's `lambda_zip` on the stage's function (see
-/// [`crate::api_code`]): the front end goes live only after its API code did. Needs the
-/// stage's `[api]`.
+/// [`run`], also putting the API's `lambda_zip` on the stage's function (see
+/// [`crate::api_code`]). Needs the stage's `[api]`.
+///
+/// Both sides move under the stage lock, code first: the front end goes live only
+/// after its API code did, no other run of the stage can slip in between, and the
+/// history entry records the code hash with the release, which is what a later
+/// `promote` publishes (and nothing else). `dist/` is read before anything is written,
+/// so a missing or bad build never ships code alone.
 pub async fn run_with_code(
     clients: &Clients,
     stage: &Stage,
@@ -73,23 +81,15 @@ pub async fn run_with_code(
     lambda_zip: Option<&Path>,
     opts: &RunOptions,
 ) -> Result<Report, Error> {
-    if let Some(zip) = lambda_zip {
-        let Some(api) = &stage.api else {
+    let api = match (lambda_zip, &stage.api) {
+        (Some(_), None) => {
             return Err(Error::Usage(format!(
                 "--lambda-zip needs the stage's [api] section (stage `{}` has none)",
                 stage.name
             )));
-        };
-        let code =
-            crate::api_code::ship(clients.lambda.as_ref(), stage, api, zip, opts.dry_run).await?;
-        tracing::info!(
-            function = %code.function,
-            alias = %code.alias,
-            sha256 = %code.sha256,
-            updated = code.updated,
-            "API code"
-        );
-    }
+        }
+        (_, api) => api,
+    };
     let files = local::scan(dist)?;
     let desired = desired_from_dist(&files, stage);
     let files = crate::plan::files_of(&desired);
@@ -101,18 +101,40 @@ pub async fn run_with_code(
         files,
     };
     tracing::info!(stage = %stage.name, bucket = %stage.bucket, prefix = %stage.prefix, release = %release.id, "deploying {}", dist.display());
-    apply::apply(
-        clients,
-        Target {
-            stage,
-            desired,
-            release,
-            action: "deploy".into(),
-            lambda: apply::AliasRecord::Unchanged,
-        },
-        opts,
-    )
-    .await
+    let mut target = Target {
+        stage,
+        desired,
+        release,
+        action: "deploy".into(),
+        lambda: apply::AliasRecord::Unchanged,
+        lambda_code: None,
+    };
+    let (Some(zip), Some(api)) = (lambda_zip, api) else {
+        return apply::apply(clients, target, opts).await;
+    };
+    let with_code = async || {
+        let code = api_code::ship(clients.lambda.as_ref(), stage, api, zip, opts.dry_run).await?;
+        tracing::info!(
+            function = %code.function,
+            alias = %code.alias,
+            sha256 = %code.sha256,
+            updated = code.updated,
+            "API code"
+        );
+        target.lambda_code = Some(code.sha256.clone());
+        let mut report = if opts.dry_run {
+            apply::apply(clients, target, opts).await?
+        } else {
+            apply::apply_held(clients, target, opts).await?
+        };
+        report.code = Some(code);
+        Ok(report)
+    };
+    if opts.dry_run {
+        return with_code().await;
+    }
+    let bucket = Bucket::for_stage(clients, stage);
+    with_stage_lock(&bucket, &stage.name, "deploy", opts.lock_ttl, with_code).await
 }
 
 #[cfg(test)]

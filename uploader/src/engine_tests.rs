@@ -802,6 +802,194 @@ async fn an_alias_that_cannot_move_puts_the_front_end_back_and_says_so() {
     );
 }
 
+impl World {
+    /// A "Lambda zip" whose bytes say `version`, written next to `dist/`.
+    fn zip(&self, version: &str) -> std::path::PathBuf {
+        let path = self.dir.path().join(format!("api-{version}.zip"));
+        std::fs::write(&path, format!("zip of the API {version}")).unwrap();
+        path
+    }
+
+    async fn deploy_with_code(
+        &self,
+        stage: &str,
+        zip: &Path,
+        opts: &RunOptions,
+    ) -> Result<crate::apply::Report, Error> {
+        deploy::run_with_code(
+            &self.fakes.clients,
+            &self.stage(stage),
+            &self.dist(),
+            Some(zip),
+            opts,
+        )
+        .await
+    }
+
+    /// The newest history entry of a stage.
+    async fn last_entry(&self, stage: &str) -> crate::state::HistoryEntry {
+        let h = release::history(&self.fakes.clients, &self.stage(stage))
+            .await
+            .unwrap();
+        h.entries.first().cloned().unwrap()
+    }
+}
+
+fn sha_of(zip: &Path) -> String {
+    crate::api_code::code_sha256(&std::fs::read(zip).unwrap())
+}
+
+/// Build once, promote what was tested: the deploy records the code it shipped with
+/// the release, and the promote publishes exactly that code to prod.
+#[tokio::test]
+async fn a_deploy_records_its_api_code_and_promote_publishes_exactly_that_code() {
+    let w = World::new();
+    w.build("v1");
+    let zip = w.zip("1");
+    let report = w.deploy_with_code("dev", &zip, &opts()).await.unwrap();
+    let code = report.code.clone().unwrap();
+    assert!(code.updated, "{code:?}");
+    assert_eq!(code.sha256, sha_of(&zip));
+    assert_eq!(*w.fakes.lambda.code_sha256.lock().unwrap(), sha_of(&zip));
+    let dev = w.last_entry("dev").await;
+    assert_eq!(
+        dev.lambda_code_sha256.as_deref(),
+        Some(sha_of(&zip).as_str())
+    );
+
+    let promoted = w.promote(&opts()).await.unwrap();
+    let lambda = promoted.lambda.unwrap();
+    assert!(lambda.moved && lambda.published, "{lambda:?}");
+    let prod = w.last_entry("prod").await;
+    assert_eq!(prod.lambda_version.as_deref(), Some("1"));
+    assert_eq!(
+        prod.lambda_code_sha256.as_deref(),
+        Some(sha_of(&zip).as_str())
+    );
+
+    // A deploy without a zip leaves the recorded code as it was.
+    w.build("v2");
+    w.deploy("dev", &opts()).await.unwrap();
+    let dev = w.last_entry("dev").await;
+    assert_eq!(
+        dev.lambda_code_sha256.as_deref(),
+        Some(sha_of(&zip).as_str())
+    );
+}
+
+/// New API code with an unchanged front end is a change: shipped and recorded, not
+/// "already live".
+#[tokio::test]
+async fn new_api_code_with_the_same_front_end_is_shipped_and_recorded() {
+    let w = World::new();
+    w.build("v1");
+    w.deploy_with_code("dev", &w.zip("1"), &opts())
+        .await
+        .unwrap();
+    let zip2 = w.zip("2");
+    let report = w.deploy_with_code("dev", &zip2, &opts()).await.unwrap();
+    assert!(report.code.as_ref().is_some_and(|c| c.updated));
+    let dev = w.last_entry("dev").await;
+    assert_eq!(
+        dev.lambda_code_sha256.as_deref(),
+        Some(sha_of(&zip2).as_str())
+    );
+    let h = release::history(&w.fakes.clients, &w.stage("dev"))
+        .await
+        .unwrap();
+    assert_eq!(h.entries.len(), 2, "{:?}", h.entries);
+
+    // The same zip again: nothing sent, nothing recorded.
+    let again = w.deploy_with_code("dev", &zip2, &opts()).await.unwrap();
+    assert!(again.code.as_ref().is_some_and(|c| !c.updated));
+    let h = release::history(&w.fakes.clients, &w.stage("dev"))
+        .await
+        .unwrap();
+    assert_eq!(h.entries.len(), 2, "{:?}", h.entries);
+}
+
+/// `$LATEST` changed behind dev's back after its deploy (a console upload, another
+/// tool): the promote would publish untested code, so it is refused before anything
+/// is written, naming both hashes and the fix.
+#[tokio::test]
+async fn promote_refuses_code_that_dev_did_not_go_live_with() {
+    let w = World::new();
+    w.build("v1");
+    w.deploy_with_code("dev", &w.zip("1"), &opts())
+        .await
+        .unwrap();
+    *w.fakes.lambda.code_sha256.lock().unwrap() = "changed-in-the-console".into();
+    w.fakes.s3.clear_log();
+    let err = w.promote(&opts()).await.unwrap_err();
+    assert_eq!(err.exit_code(), exit::REFUSED, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("changed-in-the-console") && msg.contains(&sha_of(&w.zip("1"))),
+        "{msg}"
+    );
+    assert!(msg.contains("deploy `dev` again"), "{msg}");
+    assert!(w.site("prod").is_empty());
+    assert!(w.fakes.lambda.aliases.lock().unwrap().get("PROD").is_none());
+    assert!(w.fakes.lambda.versions.lock().unwrap().is_empty());
+}
+
+/// A rollback restores the pair: prod's alias goes back to the version recorded with
+/// the release, and the history says which code that is.
+#[tokio::test]
+async fn rollback_records_the_code_of_the_release_it_restores() {
+    let w = World::new();
+    w.build("v1");
+    let zip1 = w.zip("1");
+    w.deploy_with_code("dev", &zip1, &opts()).await.unwrap();
+    w.promote(&opts()).await.unwrap();
+    w.build("v2");
+    let zip2 = w.zip("2");
+    w.deploy_with_code("dev", &zip2, &opts()).await.unwrap();
+    w.promote(&opts()).await.unwrap();
+    assert_eq!(
+        w.last_entry("prod").await.lambda_code_sha256,
+        Some(sha_of(&zip2))
+    );
+    w.rollback("prod", &opts()).await.unwrap();
+    let prod = w.last_entry("prod").await;
+    assert_eq!(prod.lambda_version.as_deref(), Some("1"));
+    assert_eq!(prod.lambda_code_sha256, Some(sha_of(&zip1)));
+    assert_eq!(
+        w.fakes
+            .lambda
+            .aliases
+            .lock()
+            .unwrap()
+            .get("PROD")
+            .map(String::as_str),
+        Some("1")
+    );
+}
+
+/// The code goes out under the stage lock: a stage another run holds gets no code.
+#[tokio::test]
+async fn api_code_is_not_shipped_to_a_stage_another_run_holds() {
+    let w = World::new();
+    w.build("v1");
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let lock = format!(
+        r#"{{"token":"other","operation":"deploy","holder":"ci-7","acquiredAt":1,"expiresAt":{until}}}"#
+    );
+    w.fakes
+        .s3
+        .insert(BUCKET, "_uploader/stages/dev/lock.json", lock.as_bytes());
+    let err = w
+        .deploy_with_code("dev", &w.zip("1"), &RunOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), exit::LOCKED, "{err}");
+    assert_eq!(*w.fakes.lambda.code_sha256.lock().unwrap(), "code-1");
+}
+
 /// Every command's failure categories map to the documented exit codes.
 #[tokio::test]
 async fn each_command_exits_with_the_code_of_its_failure() {

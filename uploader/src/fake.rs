@@ -438,9 +438,18 @@ impl LambdaApi for FakeLambda {
         Ok(lock(&self.aliases).get(alias).cloned())
     }
 
-    /// Like Lambda: publishing unchanged code returns the latest version again.
-    async fn publish(&self, _: &str, _: Option<&str>) -> Result<String, BackendError> {
+    /// Like Lambda: publishing unchanged code returns the latest version again, and a
+    /// CodeSha256 guard that `$LATEST` does not match is refused.
+    async fn publish(&self, function: &str, guard: Option<&str>) -> Result<String, BackendError> {
         let code = lock(&self.code_sha256).clone();
+        if guard.is_some_and(|g| g != code) {
+            return Err(BackendError::Request {
+                service: "Lambda",
+                op: "PublishVersion",
+                target: function.to_owned(),
+                message: "InvalidParameterValueException: CodeSha256 does not match".into(),
+            });
+        }
         let mut published = lock(&self.published);
         if published.last() != Some(&code) {
             published.push(code);

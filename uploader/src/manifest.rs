@@ -147,6 +147,7 @@ async fn recover(
             by: r.created_by.clone(),
             files: r.files.len(),
             lambda_version: None,
+            lambda_code_sha256: None,
             release: r.id.clone(),
         })
         .collect();

@@ -60,6 +60,20 @@ impl Render for Report {
                 let _ = writeln!(out, "invalidate {p}");
             }
         }
+        if let Some(c) = &self.code {
+            let verb = match (self.dry_run, c.updated) {
+                (_, false) if c.previous_sha256.as_deref() == Some(c.sha256.as_str()) => {
+                    "already runs"
+                }
+                (true, _) => "would update to",
+                (false, _) => "updated to",
+            };
+            let _ = writeln!(
+                out,
+                "{dry}code       {}:$LATEST {verb} {}",
+                c.function, c.sha256
+            );
+        }
         if let Some(l) = &self.lambda {
             let was = l
                 .previous_version
@@ -129,9 +143,16 @@ impl Render for History {
             // The newest entry naming the current release is what the stage serves.
             let live = !marked && self.current.as_deref() == Some(e.release.as_str());
             marked |= live;
+            let mut api = String::new();
+            if let Some(v) = &e.lambda_version {
+                api.push_str(&format!("  lambda {v}"));
+            }
+            if let Some(c) = &e.lambda_code_sha256 {
+                api.push_str(&format!("  code {c}"));
+            }
             let _ = writeln!(
                 out,
-                "{} {}  {}  {:<22} {:>5} files  {}",
+                "{} {}  {}  {:<22} {:>5} files  {}{api}",
                 if live { "*" } else { " " },
                 e.release,
                 e.at,

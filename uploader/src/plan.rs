@@ -379,6 +379,7 @@ mod tests {
             by: None,
             files: 0,
             lambda_version: None,
+            lambda_code_sha256: None,
         });
         (plan, next)
     }

@@ -70,6 +70,16 @@ pub enum ReleaseError {
         "stage `{0}` has no key prefix, so destroying it would empty the whole bucket; refusing"
     )]
     NoPrefix(String),
+    #[error(
+        "function `{function}` now runs code {now} on `$LATEST`, not the code {recorded} that stage `{stage}` went live with (release {release}); deploy `{stage}` again with its Lambda zip so the release and its API are tested together, then promote"
+    )]
+    CodeChanged {
+        stage: String,
+        release: String,
+        function: String,
+        recorded: String,
+        now: String,
+    },
     #[error("cannot promote stage `{0}` onto itself")]
     SameStage(String),
     #[error(
@@ -179,17 +189,52 @@ async fn promote_locked(
     }
     desired.push(deploy::config_desired(to));
     release.source = format!("promoted from {}", from.name);
+    let recorded = state.current_lambda_code();
+    let alias_move = alias_move
+        .map(|mv| publish_recorded_code(mv, from, &id, recorded))
+        .transpose()?;
+    let lambda_code = alias_move.as_ref().and_then(|mv| match &mv.source {
+        VersionSource::Publish { code_sha256 } => code_sha256.clone(),
+        VersionSource::Existing(_) => recorded.map(str::to_owned),
+    });
     let target = Target {
         stage: to,
         desired,
         release,
         action: format!("promote from {}", from.name),
         lambda: AliasRecord::Unchanged,
+        lambda_code,
     };
     match alias_move {
         Some(mv) => with_alias(clients, target, mv, opts).await,
         None => apply::apply(clients, target, opts).await,
     }
+}
+
+/// A promote publishes the code the source stage went live with, not whatever
+/// `$LATEST` runs now: the recorded CodeSha256 becomes the publish guard (Lambda refuses
+/// to publish when `$LATEST` differs), and a `$LATEST` that already differs stops the
+/// promote before anything is written. Without a recorded hash (the source was never
+/// deployed with its zip) the guard is what `$LATEST` ran when the promote was planned.
+fn publish_recorded_code(
+    mut mv: AliasMove,
+    from: &Stage,
+    release: &str,
+    recorded: Option<&str>,
+) -> Result<AliasMove, ReleaseError> {
+    if let (VersionSource::Publish { code_sha256 }, Some(recorded)) = (&mut mv.source, recorded) {
+        if code_sha256.as_deref() != Some(recorded) {
+            return Err(ReleaseError::CodeChanged {
+                stage: from.name.clone(),
+                release: release.to_owned(),
+                function: mv.function.clone(),
+                recorded: recorded.to_owned(),
+                now: code_sha256.clone().unwrap_or_else(|| "unknown".into()),
+            });
+        }
+        *code_sha256 = Some(recorded.to_owned());
+    }
+    Ok(mv)
 }
 
 /// Makes `target.stage` serve `target.release` and points its Lambda alias at the
@@ -313,7 +358,7 @@ async fn restore_front_end(
     };
     tracing::warn!(stage = %stage.name, release = %prev, "{failed}; putting the front end back");
     let back = async {
-        let (desired, release, _) = rollback_target(clients, stage, Some(&prev)).await?;
+        let (desired, release, _, _) = rollback_target(clients, stage, Some(&prev)).await?;
         apply::apply_held(
             clients,
             Target {
@@ -322,6 +367,7 @@ async fn restore_front_end(
                 release,
                 action: "rollback (alias move failed)".into(),
                 lambda: AliasRecord::Set(current.clone()),
+                lambda_code: None,
             },
             opts,
         )
@@ -357,7 +403,7 @@ pub async fn rollback(
     to: Option<&str>,
     opts: &RunOptions,
 ) -> Result<Report, Error> {
-    let (desired, release, version) = rollback_target(clients, stage, to).await?;
+    let (desired, release, version, code) = rollback_target(clients, stage, to).await?;
     // Content a rollback moves from one path to another is copied from its preserved
     // blob, so the preserve step must run (see `rollback_target`).
     let opts = &RunOptions {
@@ -371,6 +417,7 @@ pub async fn rollback(
         release,
         action: "rollback".into(),
         lambda: AliasRecord::Unchanged,
+        lambda_code: None,
     };
     let Some(api) = &stage.api else {
         return apply::apply(clients, target, opts).await;
@@ -385,16 +432,24 @@ pub async fn rollback(
         return apply::apply(clients, target, opts).await;
     };
     let mv = backend::plan_restore(&*clients.lambda, api, &version).await?;
+    let target = Target {
+        lambda_code: code,
+        ..target
+    };
     with_alias(clients, target, mv, opts).await
 }
 
+/// What [`rollback_target`] finds: files, release, Lambda version, code hash.
+type RollbackTarget = (Vec<Desired>, Release, Option<String>, Option<String>);
+
 /// What a rollback to `to` (default: the previous release) writes: the desired files,
-/// the release record and the Lambda version recorded with that release. Read-only.
+/// the release record, and the Lambda version and code recorded with that release.
+/// Read-only.
 async fn rollback_target(
     clients: &Clients,
     stage: &Stage,
     to: Option<&str>,
-) -> Result<(Vec<Desired>, Release, Option<String>), Error> {
+) -> Result<RollbackTarget, Error> {
     let bucket = Bucket::for_stage(clients, stage);
     let keys = Keys::new(&stage.name);
     let state = read_state(&bucket, stage).await?;
@@ -476,7 +531,8 @@ async fn rollback_target(
     }
     desired.push(deploy::config_desired(stage));
     let version = state.lambda_version_of(&target).map(str::to_owned);
-    Ok((desired, release, version))
+    let code = state.lambda_code_of(&target).map(str::to_owned);
+    Ok((desired, release, version, code))
 }
 
 /// One stage's history, newest first.

@@ -123,6 +123,13 @@ pub struct HistoryEntry {
     /// different Lambda versions, and each change of the pair is one history entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lambda_version: Option<String>,
+    /// The CodeSha256 (base64 SHA-256 of the zip) of the API code the stage ran from
+    /// then on, when the uploader knows it: shipped by a deploy with a Lambda zip,
+    /// published by a promote, or restored by a rollback. A promote publishes exactly
+    /// this code from the source stage (Lambda refuses the publish when `$LATEST` has
+    /// changed since), so prod gets the API that was tested with the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda_code_sha256: Option<String>,
 }
 
 /// A stage's manifest (see the module docs).
@@ -195,6 +202,25 @@ impl StageState {
             .find_map(|h| h.lambda_version.as_deref())
     }
 
+    /// The API code recorded with what the stage serves now (see
+    /// [`HistoryEntry::lambda_code_sha256`]).
+    pub fn current_lambda_code(&self) -> Option<&str> {
+        self.history
+            .last()
+            .and_then(|h| h.lambda_code_sha256.as_deref())
+    }
+
+    /// The code recorded in the same entry as [`Self::lambda_version_of`], so a
+    /// rollback records the pair it restores.
+    pub fn lambda_code_of(&self, release: &str) -> Option<&str> {
+        self.history
+            .iter()
+            .rev()
+            .filter(|h| h.release == release)
+            .find(|h| h.lambda_version.is_some())
+            .and_then(|h| h.lambda_code_sha256.as_deref())
+    }
+
     pub fn push_history(&mut self, entry: HistoryEntry) {
         self.history.push(entry);
         if self.history.len() > MAX_HISTORY {
@@ -259,6 +285,7 @@ mod tests {
             by: None,
             files: 1,
             lambda_version: None,
+            lambda_code_sha256: None,
         }
     }
 

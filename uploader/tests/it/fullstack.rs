@@ -20,8 +20,9 @@
 //!   policy per qualifier. The doctor only counts statements whose `Resource` is the
 //!   alias ARN, so it judges both the same way (moto does set `Resource` to
 //!   `function-arn:ALIAS` for `AddPermission --qualifier ALIAS`, as AWS does).
-//! - moto's `PublishVersion` ignores `CodeSha256` (AWS refuses on a mismatch), so the
-//!   uploader's guard against code changing between preflight and publish is untested.
+//! - moto's `PublishVersion` ignores `CodeSha256` (AWS refuses on a mismatch), so
+//!   Lambda's own guard is untested here; the uploader's check of `$LATEST` against the
+//!   code recorded with dev's release, before anything is written, is tested.
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -552,6 +553,93 @@ async fn promote_publishes_a_version_and_moves_prod_with_the_front_end() -> Resu
         env.versions().await? == ["$LATEST", "1", "2", "3"],
         "published from a numbered alias"
     );
+    Ok(())
+}
+
+/// `uploader --stage dev --lambda-zip` ships the API with the front end and records its
+/// CodeSha256; `promote` publishes exactly that code, and refuses, before writing, when
+/// `$LATEST` has changed since (moto's PublishVersion ignores the CodeSha256 guard, so
+/// the refusal here is the uploader's own check against the recorded hash).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_ships_with_dev_and_promote_publishes_exactly_that_code() -> Result<()> {
+    let env = Env::start().await?;
+    build(&env.dist(), "v1")?;
+    let zip = env.dir.path().join("todo-api.zip");
+    std::fs::write(&zip, code_zip("shipped"))?;
+    let zip_arg = zip.to_str().context("zip path")?;
+    let latest_sha = async || -> Result<String> {
+        env.lambda
+            .get_function()
+            .function_name(FUNCTION)
+            .send()
+            .await?
+            .configuration
+            .and_then(|c| c.code_sha256)
+            .context("no CodeSha256")
+    };
+
+    let report = env.json(&["--stage", "dev", "--lambda-zip", zip_arg])?;
+    let sha = latest_sha().await?;
+    ensure!(
+        report["code"]["updated"] == true && report["code"]["sha256"] == sha.as_str(),
+        "{report:#}"
+    );
+    let dev = env.json(&["releases", "--stage", "dev"])?;
+    ensure!(
+        dev["entries"][0]["lambdaCodeSha256"] == sha.as_str(),
+        "{dev:#}"
+    );
+
+    // Prod runs a published version: code never reaches it by a deploy.
+    let out = env.uploader(&["--stage", "prod", "--lambda-zip", zip_arg])?;
+    ensure!(out.status.code() == Some(3), "{}", stderr(&out));
+    ensure!(
+        stderr(&out).contains("uploader promote"),
+        "{}",
+        stderr(&out)
+    );
+
+    // $LATEST changed behind dev's back: the promote refuses, nothing is published.
+    env.deploy_code("console").await?;
+    let out = env.uploader(&["promote", "--from", "dev", "--to", "prod"])?;
+    ensure!(out.status.code() == Some(3), "{}", stderr(&out));
+    ensure!(
+        stderr(&out).contains("deploy `dev` again"),
+        "{}",
+        stderr(&out)
+    );
+    ensure!(env.versions().await? == ["$LATEST", "1"], "published");
+    ensure!(env.alias("PROD").await? == "1", "PROD moved");
+
+    // Deploying dev again puts the tested code back (same front end, new entry), and
+    // the promote publishes it.
+    let again = env.json(&["--stage", "dev", "--lambda-zip", zip_arg])?;
+    ensure!(again["code"]["updated"] == true, "{again:#}");
+    ensure!(latest_sha().await? == sha);
+    let promoted = env.json(&["promote", "--from", "dev", "--to", "prod"])?;
+    let version = promoted["lambda"]["version"]
+        .as_str()
+        .context("version")?
+        .to_owned();
+    ensure!(env.alias("PROD").await? == version);
+    let published = env
+        .lambda
+        .get_function()
+        .function_name(FUNCTION)
+        .qualifier(&version)
+        .send()
+        .await?
+        .configuration
+        .and_then(|c| c.code_sha256);
+    ensure!(published.as_deref() == Some(sha.as_str()), "{published:?}");
+    let prod = env.json(&["releases", "--stage", "prod"])?;
+    ensure!(
+        prod["entries"][0]["lambdaCodeSha256"] == sha.as_str()
+            && prod["entries"][0]["lambdaVersion"] == version.as_str(),
+        "{prod:#}"
+    );
+    let text = env.ok(&["releases", "--stage", "prod"])?;
+    ensure!(text.contains(&format!("code {sha}")), "{text}");
     Ok(())
 }
 
