@@ -3,7 +3,9 @@
 //! call into these functions, which keeps the optimistic-update bookkeeping
 //! (apply now, undo exactly this change on failure) in one testable place.
 
-/// One todo as the UI sees it.
+/// One todo as plain data: what a list row is made from and read back as
+/// (the app's `store::Row` keeps each field in a signal of its own), and what
+/// the native tests use.
 ///
 /// `uid` is a client-side key that never changes for the life of the row: a todo
 /// created offline-first starts with no server `id` and receives one when the
@@ -16,13 +18,6 @@ pub struct Todo {
     pub id: Option<String>,
     pub title: String,
     pub completed: bool,
-}
-
-impl Todo {
-    /// True while the todo only exists locally (its POST has not answered yet).
-    pub fn is_pending(&self) -> bool {
-        self.id.is_none()
-    }
 }
 
 /// A todo as the API returns it (`createdAt` is not needed by the UI, so it is
@@ -66,11 +61,14 @@ impl Filter {
         }
     }
 
-    pub fn matches(self, todo: &Todo) -> bool {
+    /// Whether a todo with this `completed` is listed. Callers check
+    /// `self == Filter::All` first when reading `completed` has a cost (a
+    /// tracked signal read subscribes the list to every row).
+    pub fn accepts(self, completed: bool) -> bool {
         match self {
             Filter::All => true,
-            Filter::Active => !todo.completed,
-            Filter::Completed => todo.completed,
+            Filter::Active => !completed,
+            Filter::Completed => completed,
         }
     }
 }
@@ -93,38 +91,73 @@ pub fn clean_title(raw: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_owned())
 }
 
-/// Number of active and completed todos.
-pub fn counts(list: &[Todo]) -> (usize, usize) {
-    let done = list.iter().filter(|t| t.completed).count();
-    (list.len() - done, done)
+/// Number of active and completed todos, from each todo's `completed` (the
+/// caller reads them, tracked or not, as its context needs).
+pub fn counts(completed: impl IntoIterator<Item = bool>) -> (usize, usize) {
+    completed.into_iter().fold((0, 0), |(active, done), c| {
+        if c {
+            (active, done + 1)
+        } else {
+            (active + 1, done)
+        }
+    })
 }
 
-pub fn find(list: &[Todo], uid: u64) -> Option<&Todo> {
-    list.iter().find(|t| t.uid == uid)
+/// What the list operations below need to know about a row. The app's rows keep
+/// each field in its own signal (so a toggle touches one row), while the tests
+/// use plain [`Todo`]s: one implementation of the bookkeeping serves both.
+/// Implementations read without tracking: these run inside actions, not views.
+pub trait Entry {
+    fn uid(&self) -> u64;
+    /// The server's id, `None` while the create is in flight.
+    fn server_id(&self) -> Option<String>;
+    fn is_completed(&self) -> bool;
+    fn has_title(&self, title: &str) -> bool;
+    fn is_pending(&self) -> bool {
+        self.server_id().is_none()
+    }
 }
 
-pub fn find_mut(list: &mut [Todo], uid: u64) -> Option<&mut Todo> {
-    list.iter_mut().find(|t| t.uid == uid)
+impl Entry for Todo {
+    fn uid(&self) -> u64 {
+        self.uid
+    }
+    fn server_id(&self) -> Option<String> {
+        self.id.clone()
+    }
+    fn is_completed(&self) -> bool {
+        self.completed
+    }
+    fn has_title(&self, title: &str) -> bool {
+        self.title == title
+    }
+    fn is_pending(&self) -> bool {
+        self.id.is_none()
+    }
+}
+
+pub fn find<T: Entry>(list: &[T], uid: u64) -> Option<&T> {
+    list.iter().find(|t| t.uid() == uid)
 }
 
 /// True when a create with this (already trimmed) title is still in flight:
 /// used to swallow a repeated Enter so it cannot create a duplicate.
-pub fn has_pending_title(list: &[Todo], title: &str) -> bool {
-    list.iter().any(|t| t.is_pending() && t.title == title)
+pub fn has_pending_title<T: Entry>(list: &[T], title: &str) -> bool {
+    list.iter().any(|t| t.is_pending() && t.has_title(title))
 }
 
 /// Removes a todo and returns where it was, so a failed DELETE can put it back
 /// in the same place.
-pub fn remove(list: &mut Vec<Todo>, uid: u64) -> Option<(usize, Todo)> {
-    let idx = list.iter().position(|t| t.uid == uid)?;
+pub fn remove<T: Entry>(list: &mut Vec<T>, uid: u64) -> Option<(usize, T)> {
+    let idx = list.iter().position(|t| t.uid() == uid)?;
     Some((idx, list.remove(idx)))
 }
 
 /// Puts a removed todo back (rollback of a failed delete). The index is clamped
 /// because other todos may have been removed meanwhile; a todo that is already
 /// back (same uid) is not duplicated.
-pub fn reinsert(list: &mut Vec<Todo>, index: usize, todo: Todo) {
-    if find(list, todo.uid).is_some() {
+pub fn reinsert<T: Entry>(list: &mut Vec<T>, index: usize, todo: T) {
+    if find(list, todo.uid()).is_some() {
         return;
     }
     let index = index.min(list.len());
@@ -133,11 +166,11 @@ pub fn reinsert(list: &mut Vec<Todo>, index: usize, todo: Todo) {
 
 /// Removes all completed todos, returning them with their former positions in
 /// ascending order (reinserting them in that order restores the list).
-pub fn take_completed(list: &mut Vec<Todo>) -> Vec<(usize, Todo)> {
+pub fn take_completed<T: Entry>(list: &mut Vec<T>) -> Vec<(usize, T)> {
     let mut removed = Vec::new();
     let mut kept = Vec::with_capacity(list.len());
     for (i, t) in std::mem::take(list).into_iter().enumerate() {
-        if t.completed {
+        if t.is_completed() {
             removed.push((i, t));
         } else {
             kept.push(t);
@@ -147,44 +180,22 @@ pub fn take_completed(list: &mut Vec<Todo>) -> Vec<(usize, Todo)> {
     removed
 }
 
-/// Sets every todo to `completed`, returning the previous state of each one so
-/// a failed toggle-all can undo exactly its own change.
-pub fn set_all_completed(list: &mut [Todo], completed: bool) -> Vec<(u64, bool)> {
-    list.iter_mut()
-        .map(|t| (t.uid, std::mem::replace(&mut t.completed, completed)))
-        .collect()
-}
-
-/// Undo of [`set_all_completed`]; todos removed meanwhile are skipped.
-pub fn restore_completed(list: &mut [Todo], previous: &[(u64, bool)]) {
-    for &(uid, completed) in previous {
-        if let Some(t) = find_mut(list, uid) {
-            t.completed = completed;
-        }
-    }
-}
-
-/// Applies the first GET: the server's list, followed by anything the user
-/// created while it was loading that the server did not already return (a
-/// create that answered before the GET is in both; match by server id).
-pub fn merge_loaded(
-    local: &mut Vec<Todo>,
+/// Applies the first GET: the server's list (each made into a row by `make`),
+/// followed by anything the user created while it was loading that the server
+/// did not already return (a create that answered before the GET is in both;
+/// match by server id).
+pub fn merge_loaded<T: Entry>(
+    local: &mut Vec<T>,
     server: Vec<ServerTodo>,
-    mut next_uid: impl FnMut() -> u64,
+    make: impl FnMut(ServerTodo) -> T,
 ) {
-    let mut merged: Vec<Todo> = server
-        .into_iter()
-        .map(|s| Todo {
-            uid: next_uid(),
-            id: Some(s.id),
-            title: s.title,
-            completed: s.completed,
-        })
-        .collect();
+    let mut merged: Vec<T> = server.into_iter().map(make).collect();
     for t in std::mem::take(local) {
-        let known =
-            t.id.as_ref()
-                .is_some_and(|id| merged.iter().any(|m| m.id.as_ref() == Some(id)));
+        let known = t.server_id().is_some_and(|id| {
+            merged
+                .iter()
+                .any(|m| m.server_id().as_deref() == Some(id.as_str()))
+        });
         if !known {
             merged.push(t);
         }
@@ -243,11 +254,9 @@ mod tests {
 
     #[test]
     fn filter_matches() {
-        let done = todo(1, "a", true);
-        let open = todo(2, "b", false);
-        assert!(Filter::All.matches(&done) && Filter::All.matches(&open));
-        assert!(Filter::Completed.matches(&done) && !Filter::Completed.matches(&open));
-        assert!(Filter::Active.matches(&open) && !Filter::Active.matches(&done));
+        assert!(Filter::All.accepts(true) && Filter::All.accepts(false));
+        assert!(Filter::Completed.accepts(true) && !Filter::Completed.accepts(false));
+        assert!(Filter::Active.accepts(false) && !Filter::Active.accepts(true));
     }
 
     #[test]
@@ -297,14 +306,10 @@ mod tests {
     }
 
     #[test]
-    fn toggle_all_and_rollback() {
-        let mut l = vec![todo(1, "a", true), todo(2, "b", false)];
-        let prev = set_all_completed(&mut l, true);
-        assert!(l.iter().all(|t| t.completed));
-        assert_eq!(counts(&l), (0, 2));
-        restore_completed(&mut l, &prev);
-        assert_eq!(counts(&l), (1, 1));
-        assert!(l[0].completed && !l[1].completed);
+    fn counting() {
+        let l = [todo(1, "a", true), todo(2, "b", false), todo(3, "c", false)];
+        assert_eq!(counts(l.iter().map(|t| t.completed)), (2, 1));
+        assert_eq!(counts([]), (0, 0));
     }
 
     #[test]
@@ -352,9 +357,14 @@ mod tests {
             },
         ];
         let mut n = 10;
-        merge_loaded(&mut local, server, || {
+        merge_loaded(&mut local, server, |s| {
             n += 1;
-            n
+            Todo {
+                uid: n,
+                id: Some(s.id),
+                title: s.title,
+                completed: s.completed,
+            }
         });
         let titles: Vec<_> = local.iter().map(|t| t.title.as_str()).collect();
         assert_eq!(titles, ["old", "answered", "pending"]);

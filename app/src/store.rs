@@ -8,13 +8,18 @@
 //! Todos whose POST has not answered yet ("pending", no server id) can be
 //! toggled, renamed or deleted like any other: those changes stay local and
 //! are sent once the POST answers (see [`Store::created`]).
+//!
+//! Each todo is a [`Row`] whose fields are signals of their own, so toggling or
+//! renaming one todo notifies that row's bindings and the counts, never the
+//! other rows; the list signal itself changes only when rows come or go.
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::Api;
-use crate::model::{self, Patch, ServerTodo, Todo};
+use crate::model::{self, Entry, Patch, ServerTodo, Todo};
 
 /// Source of [`Todo::uid`]s, unique for the life of the page.
 fn next_uid() -> u64 {
@@ -22,15 +27,69 @@ fn next_uid() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// One todo of the list: `Copy`, so the row component and the tasks of an
+/// action simply hold it, and an action on one row never searches the list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// Client-side key, stable for the row's life (see [`Todo::uid`]).
+    pub uid: u64,
+    /// The server's id; `None` while the create is in flight.
+    pub id: RwSignal<Option<String>>,
+    pub title: RwSignal<String>,
+    pub completed: RwSignal<bool>,
+}
+
+impl Row {
+    fn new(todo: Todo) -> Self {
+        Row {
+            uid: todo.uid,
+            id: RwSignal::new(todo.id),
+            title: RwSignal::new(todo.title),
+            completed: RwSignal::new(todo.completed),
+        }
+    }
+
+    fn snapshot(self) -> Todo {
+        Todo {
+            uid: self.uid,
+            id: self.id.get_untracked(),
+            title: self.title.get_untracked(),
+            completed: self.completed.get_untracked(),
+        }
+    }
+}
+
+impl Entry for Row {
+    fn uid(&self) -> u64 {
+        self.uid
+    }
+    fn server_id(&self) -> Option<String> {
+        self.id.get_untracked()
+    }
+    fn is_completed(&self) -> bool {
+        self.completed.get_untracked()
+    }
+    fn has_title(&self, title: &str) -> bool {
+        self.title.with_untracked(|t| t == title)
+    }
+    fn is_pending(&self) -> bool {
+        self.id.with_untracked(Option::is_none)
+    }
+}
+
 /// Shared through context; `Copy`, so handlers and tasks simply capture it.
 #[derive(Clone, Copy)]
 pub struct Store {
-    pub todos: RwSignal<Vec<Todo>>,
+    /// The rows in order. Changes only when rows are added or removed.
+    pub todos: RwSignal<Vec<Row>>,
     /// The message in the error banner, if any.
     pub error: RwSignal<Option<String>>,
     /// True until the first GET has answered (either way).
     pub loading: RwSignal<bool>,
     api: StoredValue<Api>,
+    /// The owner of every row's signals: the app's, whichever handler or task
+    /// creates the row, so a row outlives the view that happened to add it.
+    owner: StoredValue<Owner>,
 }
 
 impl Store {
@@ -40,6 +99,7 @@ impl Store {
             error: RwSignal::new(None),
             loading: RwSignal::new(true),
             api: StoredValue::new(api),
+            owner: StoredValue::new(Owner::current().unwrap_or_default()),
         }
     }
 
@@ -53,14 +113,54 @@ impl Store {
         self.error.try_set(Some(message));
     }
 
+    fn row(self, todo: Todo) -> Row {
+        match self.owner.try_get_value() {
+            Some(owner) => owner.with(|| Row::new(todo)),
+            None => Row::new(todo),
+        }
+    }
+
+    /// Frees the signals of rows that are gone for good (their removal is
+    /// confirmed). Deferred to a later task: the list's views let go of the
+    /// rows in this task's microtasks, and must not find them disposed first.
+    fn forget(rows: Vec<Row>) {
+        if rows.is_empty() {
+            return;
+        }
+        set_timeout(
+            move || {
+                for row in rows {
+                    row.id.dispose();
+                    row.title.dispose();
+                    row.completed.dispose();
+                }
+            },
+            Duration::ZERO,
+        );
+    }
+
+    fn contains(self, uid: u64) -> bool {
+        self.todos
+            .try_with_untracked(|l| model::find(l, uid).is_some())
+            .unwrap_or(false)
+    }
+
     /// First load. Todos created while it runs are kept (see
     /// [`model::merge_loaded`]).
     pub fn load(self) {
         spawn_local(async move {
             match self.api().list().await {
                 Ok(list) => {
+                    let make = |s: ServerTodo| {
+                        self.row(Todo {
+                            uid: next_uid(),
+                            id: Some(s.id),
+                            title: s.title,
+                            completed: s.completed,
+                        })
+                    };
                     self.todos
-                        .try_update(|l| model::merge_loaded(l, list, next_uid));
+                        .try_update(|l| model::merge_loaded(l, list, make));
                 }
                 Err(e) => self.report(format!("Could not load the todos. {e}")),
             }
@@ -80,122 +180,102 @@ impl Store {
         let Some(title) = model::clean_title(raw) else {
             return false;
         };
-        let uid = next_uid();
-        let accepted = self
+        let duplicate = self
             .todos
-            .try_update(|l| {
-                if model::has_pending_title(l, &title) {
-                    return false;
-                }
-                l.push(Todo {
-                    uid,
-                    id: None,
-                    title: title.clone(),
-                    completed: false,
-                });
-                true
-            })
-            .unwrap_or(false);
-        if accepted {
-            spawn_local(async move {
-                match self.api().create(&title).await {
-                    Ok(server) => self.created(uid, server).await,
-                    Err(e) => {
-                        self.todos.try_update(|l| model::remove(l, uid));
-                        self.report(e);
-                    }
-                }
-            });
+            .try_with_untracked(|l| model::has_pending_title(l, &title))
+            .unwrap_or(true);
+        if duplicate {
+            return false;
         }
-        accepted
+        let row = self.row(Todo {
+            uid: next_uid(),
+            id: None,
+            title: title.clone(),
+            completed: false,
+        });
+        if self.todos.try_update(|l| l.push(row)).is_none() {
+            return false;
+        }
+        spawn_local(async move {
+            match self.api().create(&title).await {
+                Ok(server) => self.created(row, server).await,
+                Err(e) => {
+                    self.todos.try_update(|l| model::remove(l, row.uid));
+                    Self::forget(vec![row]);
+                    self.report(e);
+                }
+            }
+        });
+        true
     }
 
     /// A create answered: give the row its server id, then send whatever the
     /// user did to it while it was pending (toggle, rename, delete).
-    async fn created(self, uid: u64, server: ServerTodo) {
+    async fn created(self, row: Row, server: ServerTodo) {
         let api = self.api();
-        // Read the local state and set the id in one step, so any later change
-        // takes the normal (server id) path and nothing is sent twice.
-        let local = self
-            .todos
-            .try_update(|l| {
-                let t = model::find_mut(l, uid)?;
-                t.id = Some(server.id.clone());
-                Some(t.clone())
-            })
-            .flatten();
-        match local {
+        // Set the id before anything awaits, so any later change takes the
+        // normal (server id) path and nothing is sent twice.
+        row.id.try_set(Some(server.id.clone()));
+        if !self.contains(row.uid) {
             // Deleted while pending (destroy, clear completed, emptied by edit).
-            None => {
-                if let Err(e) = api.delete(&server.id).await {
-                    let todo = Todo {
-                        uid,
-                        id: Some(server.id),
-                        title: server.title,
-                        completed: server.completed,
-                    };
+            match api.delete(&server.id).await {
+                Ok(()) => Self::forget(vec![row]),
+                Err(e) => {
+                    row.title.try_set(server.title);
+                    row.completed.try_set(server.completed);
                     self.todos.try_update(|l| {
                         let end = l.len();
-                        model::reinsert(l, end, todo)
+                        model::reinsert(l, end, row)
                     });
                     self.report(e);
                 }
             }
-            Some(local) => {
-                let patch = Patch::between(&server, &local);
-                if patch.is_empty() {
-                    return;
-                }
-                if let Err(e) = api.update(&server.id, &patch).await {
-                    // The server keeps its version; show that one.
-                    self.todos.try_update(|l| {
-                        if let Some(t) = model::find_mut(l, uid) {
-                            t.title = server.title;
-                            t.completed = server.completed;
-                        }
-                    });
-                    self.report(e);
-                }
-            }
+            return;
+        }
+        let patch = Patch::between(&server, &row.snapshot());
+        if patch.is_empty() {
+            return;
+        }
+        if let Err(e) = api.update(&server.id, &patch).await {
+            // The server keeps its version; show that one.
+            row.title.try_set(server.title);
+            row.completed.try_set(server.completed);
+            self.report(e);
         }
     }
 
-    pub fn set_completed(self, uid: u64, completed: bool) {
-        let id = self.todos.try_update(|l| {
-            let t = model::find_mut(l, uid).filter(|t| t.completed != completed)?;
-            t.completed = completed;
-            Some(t.id.clone())
-        });
-        // `None`: unknown or unchanged; `Some(None)`: pending, synced by `created`.
-        let Some(Some(Some(id))) = id else { return };
+    pub fn set_completed(self, row: Row, completed: bool) {
+        if row.completed.try_get_untracked() != Some(!completed) {
+            return;
+        }
+        row.completed.set(completed);
+        // Pending: synced by `created`.
+        let Some(id) = row.id.get_untracked() else {
+            return;
+        };
         spawn_local(async move {
             let patch = Patch {
                 title: None,
                 completed: Some(completed),
             };
             if let Err(e) = self.api().update(&id, &patch).await {
-                self.todos.try_update(|l| {
-                    if let Some(t) = model::find_mut(l, uid) {
-                        t.completed = !completed;
-                    }
-                });
+                row.completed.try_set(!completed);
                 self.report(e);
             }
         });
     }
 
     /// Saves an edited title: trimmed; empty deletes the todo (TodoMVC spec).
-    pub fn rename(self, uid: u64, raw: &str) {
+    pub fn rename(self, row: Row, raw: &str) {
         let Some(title) = model::clean_title(raw) else {
-            self.remove(uid);
+            self.remove(row);
             return;
         };
-        let change = self.todos.try_update(|l| {
-            let t = model::find_mut(l, uid).filter(|t| t.title != title)?;
-            let previous = std::mem::replace(&mut t.title, title.clone());
-            Some((t.id.clone(), previous))
-        });
-        let Some(Some((Some(id), previous))) = change else {
+        let Some(previous) = row.title.try_get_untracked().filter(|t| *t != title) else {
+            return;
+        };
+        row.title.set(title.clone());
+        let Some(id) = row.id.get_untracked() else {
             return;
         };
         spawn_local(async move {
@@ -204,49 +284,53 @@ impl Store {
                 completed: None,
             };
             if let Err(e) = self.api().update(&id, &patch).await {
-                self.todos.try_update(|l| {
-                    if let Some(t) = model::find_mut(l, uid) {
-                        t.title = previous;
-                    }
-                });
+                row.title.try_set(previous);
                 self.report(e);
             }
         });
     }
 
-    pub fn remove(self, uid: u64) {
-        let Some(Some((index, todo))) = self.todos.try_update(|l| model::remove(l, uid)) else {
+    pub fn remove(self, row: Row) {
+        let Some(Some((index, _))) = self.todos.try_update(|l| model::remove(l, row.uid)) else {
             return;
         };
-        let Some(id) = todo.id.clone() else { return };
+        // Pending: `created` deletes it on the server when the POST answers.
+        let Some(id) = row.id.get_untracked() else {
+            return;
+        };
         spawn_local(async move {
             match self.api().delete(&id).await {
                 // 404: someone else already deleted it, which is what we wanted.
                 Err(e) if e.status() != Some(404) => {
-                    self.todos.try_update(|l| model::reinsert(l, index, todo));
+                    self.todos.try_update(|l| model::reinsert(l, index, row));
                     self.report(e);
                 }
-                _ => {}
+                _ => Self::forget(vec![row]),
             }
         });
     }
 
     /// Toggle-all: everything complete, or everything active when all already
-    /// were (the caller decides which).
+    /// were (the caller decides which). Only rows that change are touched, and
+    /// a failure undoes exactly those.
     pub fn set_all_completed(self, completed: bool) {
-        let Some(previous) = self
+        let changed: Vec<Row> = self
             .todos
-            .try_update(|l| model::set_all_completed(l, completed))
-        else {
+            .get_untracked()
+            .into_iter()
+            .filter(|r| r.completed.get_untracked() != completed)
+            .collect();
+        if changed.is_empty() {
             return;
-        };
-        if previous.is_empty() {
-            return;
+        }
+        for row in &changed {
+            row.completed.set(completed);
         }
         spawn_local(async move {
             if let Err(e) = self.api().set_all_completed(completed).await {
-                self.todos
-                    .try_update(|l| model::restore_completed(l, &previous));
+                for row in changed {
+                    row.completed.try_set(!completed);
+                }
                 self.report(e);
             }
         });
@@ -256,20 +340,25 @@ impl Store {
         let Some(removed) = self.todos.try_update(model::take_completed) else {
             return;
         };
-        if !removed.iter().any(|(_, t)| !t.is_pending()) {
-            // Only pending todos (or none): `created` deletes those on answer.
+        // Pending ones are left to their create's answer, which deletes them
+        // on the server as they are gone locally.
+        let saved: Vec<(usize, Row)> = removed
+            .into_iter()
+            .filter(|(_, r)| !r.is_pending())
+            .collect();
+        if saved.is_empty() {
             return;
         }
         spawn_local(async move {
             if let Err(e) = self.api().clear_completed().await {
-                // Pending ones are not put back: their create's answer already
-                // deletes them on the server as they are gone locally.
                 self.todos.try_update(|l| {
-                    for (index, todo) in removed.into_iter().filter(|(_, t)| !t.is_pending()) {
-                        model::reinsert(l, index, todo);
+                    for (index, row) in saved {
+                        model::reinsert(l, index, row);
                     }
                 });
                 self.report(e);
+            } else {
+                Self::forget(saved.into_iter().map(|(_, r)| r).collect());
             }
         });
     }

@@ -8,7 +8,7 @@ use web_sys::KeyboardEvent;
 
 use crate::api::Api;
 use crate::model::{self, Filter};
-use crate::store::Store;
+use crate::store::{Row, Store};
 
 /// The filter from `location.hash`, kept in sync through `hashchange` so links,
 /// reloads and the back button all work.
@@ -35,19 +35,31 @@ pub fn TodoApp(api: Api) -> impl IntoView {
     store.load();
 
     let filter = use_hash_filter();
-    let counts = Memo::new(move |_| store.todos.with(|l| model::counts(l)));
+    // Reads every row's `completed`, so it re-runs on any toggle: O(n) signal
+    // reads, no allocation, and only the footer and toggle-all depend on it.
+    let counts = Memo::new(move |_| {
+        store
+            .todos
+            .with(|l| model::counts(l.iter().map(|r| r.completed.get())))
+    });
     let is_empty = move || store.todos.with(Vec::is_empty);
     let all_done = move || {
         let (active, done) = counts.get();
         active == 0 && done > 0
     };
+    // Under "All" nothing but the list itself is read, so a toggle there does
+    // not even re-run this; under a filter it subscribes to each `completed`.
     let visible = Memo::new(move |_| {
         let f = filter.get();
         store.todos.with(|l| {
-            l.iter()
-                .filter(|t| f.matches(t))
-                .map(|t| t.uid)
-                .collect::<Vec<_>>()
+            if f == Filter::All {
+                l.clone()
+            } else {
+                l.iter()
+                    .filter(|r| f.accepts(r.completed.get()))
+                    .copied()
+                    .collect::<Vec<Row>>()
+            }
         })
     });
 
@@ -71,7 +83,7 @@ pub fn TodoApp(api: Api) -> impl IntoView {
                 />
                 <label for="toggle-all">"Mark all as complete"</label>
                 <ul class="todo-list">
-                    <For each=move || visible.get() key=|uid| *uid children=move |uid| view! { <TodoItem uid /> } />
+                    <For each=move || visible.get() key=|row| row.uid children=move |row| view! { <TodoItem row /> } />
                 </ul>
             </section>
             <Show when=move || store.loading.get()>
@@ -121,16 +133,15 @@ fn NewTodo() -> impl IntoView {
     }
 }
 
-/// One row. It looks its todo up by `uid` so that toggles and renames update
-/// the row in place instead of re-creating it.
+/// One row. It holds its [`Row`], whose fields are signals, so a toggle or a
+/// rename updates exactly this row's bindings and no other row runs any code.
 #[component]
-fn TodoItem(uid: u64) -> impl IntoView {
+fn TodoItem(row: Row) -> impl IntoView {
     let store = expect_context::<Store>();
-    let todo = Memo::new(move |_| store.todos.with(|l| model::find(l, uid).cloned()));
-    let title =
-        Memo::new(move |_| todo.with(|t| t.as_ref().map(|t| t.title.clone()).unwrap_or_default()));
-    let completed = Memo::new(move |_| todo.with(|t| t.as_ref().is_some_and(|t| t.completed)));
-    let pending = Memo::new(move |_| todo.with(|t| t.as_ref().is_some_and(|t| t.is_pending())));
+    let Row {
+        title, completed, ..
+    } = row;
+    let pending = move || row.id.with(Option::is_none);
 
     let (editing, set_editing) = signal(false);
     let li = NodeRef::<html::Li>::new();
@@ -156,7 +167,7 @@ fn TodoItem(uid: u64) -> impl IntoView {
         }
         set_editing.set(false);
         if let Some(edit) = edit.get_untracked() {
-            store.rename(uid, &edit.value());
+            store.rename(row, &edit.value());
         }
     };
     let on_edit_keydown = move |ev: KeyboardEvent| {
@@ -177,10 +188,10 @@ fn TodoItem(uid: u64) -> impl IntoView {
                     class="toggle"
                     type="checkbox"
                     prop:checked=completed
-                    on:change=move |ev| store.set_completed(uid, event_target_checked(&ev))
+                    on:change=move |ev| store.set_completed(row, event_target_checked(&ev))
                 />
                 <label on:dblclick=start_edit>{title}</label>
-                <button class="destroy" aria-label="Delete" on:click=move |_| store.remove(uid)></button>
+                <button class="destroy" aria-label="Delete" on:click=move |_| store.remove(row)></button>
             </div>
             <input class="edit" node_ref=edit on:keydown=on_edit_keydown on:blur=move |_| save() />
         </li>
