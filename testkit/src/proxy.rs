@@ -55,6 +55,9 @@ struct Shared {
     fail_paths: Mutex<Vec<String>>,
     /// Mangle the body of every PUT whose decoded path contains one of these.
     mangle_paths: Mutex<Vec<String>>,
+    /// Seconds added to the `Date` header of every answer: a server whose clock is
+    /// ahead (or, negative, behind) the client's.
+    date_shift_secs: std::sync::atomic::AtomicI64,
 }
 
 #[derive(Clone)]
@@ -123,6 +126,12 @@ impl Proxy {
         if let Ok(mut f) = self.shared.fail_paths.lock() {
             f.push(fragment.to_owned());
         }
+    }
+
+    /// Answers as a server whose clock is `seconds` ahead of this machine's (negative:
+    /// behind) would: every `Date` header is shifted by that much.
+    pub fn shift_date(&self, seconds: i64) {
+        self.shared.date_shift_secs.store(seconds, Ordering::SeqCst);
     }
 
     /// Store other bytes than were sent for every PUT whose path contains `fragment`
@@ -250,13 +259,30 @@ async fn send(
         .send()
         .await?;
     let mut builder = Response::builder().status(upstream.status());
+    let shift = ctx.shared.date_shift_secs.load(Ordering::SeqCst);
     for (k, v) in upstream.headers() {
-        if k != "transfer-encoding" {
+        if k == "date" && shift != 0 {
+            if let Some(shifted) = shift_http_date(v, shift) {
+                builder = builder.header(k, shifted);
+            }
+        } else if k != "transfer-encoding" {
             builder = builder.header(k, v);
         }
     }
     let bytes = upstream.bytes().await?;
     Ok(builder.body(Body::from(bytes))?)
+}
+
+/// An HTTP date `seconds` later (earlier when negative); `None` if it does not parse.
+fn shift_http_date(value: &axum::http::HeaderValue, seconds: i64) -> Option<String> {
+    let at = httpdate::parse_http_date(value.to_str().ok()?).ok()?;
+    let by = std::time::Duration::from_secs(seconds.unsigned_abs());
+    let shifted = if seconds >= 0 {
+        at.checked_add(by)?
+    } else {
+        at.checked_sub(by)?
+    };
+    Some(httpdate::fmt_http_date(shifted))
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {

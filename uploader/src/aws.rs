@@ -19,7 +19,9 @@ use aws_config::timeout::TimeoutConfig;
 
 use crate::backend::LambdaApi;
 use crate::cdn::CdnApi;
-use crate::sdk::{cloudfront::SdkCloudFront, lambda::SdkLambda, s3::SdkS3};
+use crate::sdk::cloudfront::SdkCloudFront;
+use crate::sdk::lambda::SdkLambda;
+use crate::sdk::s3::{SdkS3, ServerClock};
 use crate::store::ObjectApi;
 
 /// The remote side of one run: S3, CloudFront, Lambda + API Gateway.
@@ -78,14 +80,16 @@ impl Clients {
         // servers that do not decode it store as the content. The store sends its own
         // SHA-256 as a plain header instead (see `store`), so the SDK computes one only
         // where an operation requires it (DeleteObjects), as a header.
+        let clock = Arc::new(ServerClock::default());
         let s3_config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(force_path_style())
             .request_checksum_calculation(
                 aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
             )
+            .interceptor(clock.interceptor())
             .build();
         Self {
-            s3: Arc::new(SdkS3::new(aws_sdk_s3::Client::from_conf(s3_config))),
+            s3: Arc::new(SdkS3::new(aws_sdk_s3::Client::from_conf(s3_config), clock)),
             cloudfront: Arc::new(SdkCloudFront::new(aws_sdk_cloudfront::Client::new(&shared))),
             lambda: Arc::new(SdkLambda::new(
                 aws_sdk_lambda::Client::new(&shared),

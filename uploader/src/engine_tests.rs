@@ -689,6 +689,45 @@ async fn a_stage_held_by_another_run_is_refused_with_exit_5_and_nothing_written(
     assert!(w.fakes.s3.log().is_empty(), "{:?}", w.fakes.s3.log());
 }
 
+/// A lock is judged by the server's clock, not this machine's: written by another
+/// run on the server's time, a lock this machine's clock (an hour ahead) calls
+/// expired is still held, and one it (an hour behind) calls valid has expired.
+#[tokio::test]
+async fn lock_expiry_is_judged_by_the_servers_clock() {
+    let w = World::new();
+    w.build("v1");
+    let local = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let lock = |expires: u64| {
+        format!(
+            r#"{{"token":"other","operation":"deploy","holder":"ci-7","acquiredAt":1,"expiresAt":{expires}}}"#
+        )
+    };
+    // The server is an hour behind; the other run's lock has 10 minutes left on it.
+    w.fakes.s3.set_clock_ahead(-3600);
+    w.fakes.s3.insert(
+        BUCKET,
+        "_uploader/stages/dev/lock.json",
+        lock(local - 3600 + 600).as_bytes(),
+    );
+    let err = w.deploy("dev", &RunOptions::default()).await.unwrap_err();
+    assert_eq!(err.exit_code(), exit::LOCKED, "{err}");
+    assert!(err.to_string().contains("expires in 6"), "{err}");
+    assert!(w.site("dev").is_empty());
+
+    // The server is an hour ahead; the lock expired there a minute ago.
+    w.fakes.s3.set_clock_ahead(3600);
+    w.fakes.s3.insert(
+        BUCKET,
+        "_uploader/stages/dev/lock.json",
+        lock(local + 3600 - 60).as_bytes(),
+    );
+    w.deploy("dev", &RunOptions::default()).await.unwrap();
+    assert_eq!(w.current("dev"), w.dist_files());
+}
+
 #[tokio::test]
 async fn a_crashed_runs_marker_makes_the_next_run_list_and_repair() {
     let w = World::new();

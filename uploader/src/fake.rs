@@ -49,6 +49,9 @@ pub struct FakeS3 {
     fail_keys: Mutex<Vec<String>>,
     /// Every write as `OP bucket/key`, in order.
     log: Mutex<Vec<String>>,
+    /// How far the server's clock is ahead of this machine's, in seconds (negative:
+    /// behind).
+    clock_ahead: std::sync::atomic::AtomicI64,
 }
 
 impl FakeS3 {
@@ -61,6 +64,11 @@ impl FakeS3 {
     /// Every write to a key containing `fragment` fails.
     pub fn fail_writes_to(&self, fragment: &str) {
         lock(&self.fail_keys).push(fragment.to_owned());
+    }
+
+    /// Sets the server's clock `seconds` ahead of this machine's (negative: behind).
+    pub fn set_clock_ahead(&self, seconds: i64) {
+        self.clock_ahead.store(seconds, Ordering::SeqCst);
     }
 
     pub fn heal(&self) {
@@ -151,6 +159,17 @@ fn refused(op: &'static str, bucket: &str, key: &str, message: String) -> StoreE
 
 #[async_trait]
 impl ObjectApi for FakeS3 {
+    fn server_now(&self) -> Option<std::time::SystemTime> {
+        let ahead = self.clock_ahead.load(Ordering::SeqCst);
+        let now = std::time::SystemTime::now();
+        let shift = std::time::Duration::from_secs(ahead.unsigned_abs());
+        if ahead >= 0 {
+            now.checked_add(shift)
+        } else {
+            now.checked_sub(shift)
+        }
+    }
+
     async fn put_object(
         &self,
         bucket: &str,

@@ -12,7 +12,7 @@
 //! version; if the lock was taken from it (or cannot be renewed before it expires),
 //! the run stops at once, as a crashed run would: the next run repairs from there.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -59,7 +59,7 @@ pub struct LockInfo {
     pub operation: String,
     #[serde(default)]
     pub holder: Option<String>,
-    /// Seconds since the Unix epoch.
+    /// Seconds since the Unix epoch, as both times are, on the server's clock.
     pub acquired_at: u64,
     pub expires_at: u64,
 }
@@ -96,8 +96,12 @@ struct Lock {
     etag: Option<String>,
 }
 
-fn now() -> u64 {
-    SystemTime::now()
+/// Seconds since the epoch on the server's clock ([`Bucket::server_now`]): every time
+/// in a lock is written and judged by it, so two runs on machines whose clocks
+/// disagree still agree on whether a lock has expired.
+fn now(bucket: &Bucket) -> u64 {
+    bucket
+        .server_now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
@@ -111,17 +115,20 @@ impl Lock {
         operation: &str,
         ttl: Duration,
     ) -> Result<Lock, LockError> {
+        // Read first: its answer sets the server clock everything below is judged by.
+        let existing = read(bucket, &key).await?;
+        let now = now(bucket);
         let info = LockInfo {
             token: format!("{:032x}", rand::random::<u128>()),
             operation: operation.to_owned(),
             holder: crate::state::actor(),
-            acquired_at: now(),
-            expires_at: now().saturating_add(ttl.as_secs()),
+            acquired_at: now,
+            expires_at: now.saturating_add(ttl.as_secs()),
         };
         let body = serde_json::to_vec(&info).unwrap_or_default();
-        let written = match read(bucket, &key).await? {
-            Some((existing, _)) if existing.expires_at > now() => {
-                return Err(held(stage, &existing));
+        let written = match existing {
+            Some((existing, _)) if existing.expires_at > now => {
+                return Err(held(stage, &existing, now));
             }
             Some((existing, etag)) => {
                 tracing::warn!(stage, holder = ?existing.holder, "taking over an expired lock");
@@ -135,8 +142,8 @@ impl Lock {
         };
         if !written {
             return match read(bucket, &key).await? {
-                Some((other, _)) => Err(held(stage, &other)),
-                None => Err(held(stage, &info)),
+                Some((other, _)) => Err(held(stage, &other, now)),
+                None => Err(held(stage, &info, now)),
             };
         }
         match read(bucket, &key).await? {
@@ -147,8 +154,8 @@ impl Lock {
                 stage: stage.to_owned(),
                 etag,
             }),
-            Some((other, _)) => Err(held(stage, &other)),
-            None => Err(held(stage, &info)),
+            Some((other, _)) => Err(held(stage, &other, now)),
+            None => Err(held(stage, &info, now)),
         }
     }
 
@@ -160,7 +167,8 @@ impl Lock {
         loop {
             tokio::time::sleep(every).await;
             let mut info = self.info.clone();
-            info.expires_at = now().saturating_add(ttl.as_secs());
+            let now = now(&self.bucket);
+            info.expires_at = now.saturating_add(ttl.as_secs());
             let body = serde_json::to_vec(&info).unwrap_or_default();
             let renewed = match &self.etag {
                 Some(etag) => self.bucket.put_if_match(&self.key, body, etag).await,
@@ -175,11 +183,11 @@ impl Lock {
                     let other = read(&self.bucket, &self.key).await.ok().flatten();
                     let by = other.map_or(self.info.clone(), |(o, _)| o);
                     tracing::error!(stage = %self.stage, "the stage lock was taken over; stopping this run");
-                    return lost(&self.stage, &by);
+                    return lost(&self.stage, &by, now);
                 }
-                Err(e) if self.info.expires_at <= now() => {
+                Err(e) if self.info.expires_at <= now => {
                     tracing::error!(stage = %self.stage, "the stage lock expired before it could be renewed ({e}); stopping this run");
-                    return lost(&self.stage, &self.info);
+                    return lost(&self.stage, &self.info, now);
                 }
                 Err(e) => {
                     tracing::warn!(stage = %self.stage, "could not renew the lock, retrying: {e}")
@@ -199,12 +207,11 @@ impl Lock {
     }
 }
 
-fn held(stage: &str, info: &LockInfo) -> LockError {
-    LockError::Held(lost(stage, info))
+fn held(stage: &str, info: &LockInfo, now: u64) -> LockError {
+    LockError::Held(lost(stage, info, now))
 }
 
-fn lost(stage: &str, info: &LockInfo) -> Held {
-    let now = now();
+fn lost(stage: &str, info: &LockInfo, now: u64) -> Held {
     Held {
         stage: stage.to_owned(),
         operation: info.operation.clone(),

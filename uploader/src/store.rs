@@ -278,6 +278,13 @@ pub trait ObjectApi: Send + Sync {
         key: &str,
         upload_id: &str,
     ) -> Result<(), StoreError>;
+    /// The server's clock now, as far as its answers so far show it (`None` before
+    /// the first answer, or from a server that sends no `Date`). The stage lock's
+    /// expiry is judged by it, so runs on machines whose clocks disagree still agree
+    /// on when a lock has expired.
+    fn server_now(&self) -> Option<std::time::SystemTime> {
+        None
+    }
 }
 
 /// One object of a listing.
@@ -337,6 +344,14 @@ impl Bucket {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The server's clock (see [`ObjectApi::server_now`]), or this machine's when the
+    /// server has not told it yet.
+    pub fn server_now(&self) -> std::time::SystemTime {
+        self.api
+            .server_now()
+            .unwrap_or_else(std::time::SystemTime::now)
     }
 
     /// Uploads a file from disk (multipart when large), checking that its content is

@@ -2,11 +2,16 @@
 //! turned into a [`StoreError`] that names the operation, the object and the fix.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef;
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective,
     ObjectIdentifier,
@@ -22,16 +27,75 @@ use crate::store::{
 #[derive(Debug, Clone)]
 pub struct SdkS3 {
     client: aws_sdk_s3::Client,
+    clock: Arc<ServerClock>,
 }
 
 impl SdkS3 {
-    pub fn new(client: aws_sdk_s3::Client) -> Self {
-        Self { client }
+    /// `clock` is fed by the [`ServerClock::interceptor`] registered on the client's
+    /// configuration.
+    pub fn new(client: aws_sdk_s3::Client, clock: Arc<ServerClock>) -> Self {
+        Self { client, clock }
+    }
+}
+
+/// The server's clock, read from the `Date` header of its answers: what the stage
+/// lock's expiry is measured by, since the machines of two runs may disagree by
+/// minutes while the server they share is one clock. `Date` has a resolution of one
+/// second; the lock's TTL is counted in seconds too.
+#[derive(Debug, Default)]
+pub struct ServerClock {
+    /// The last `Date` seen, and when (on this machine's monotonic clock).
+    seen: Mutex<Option<(SystemTime, Instant)>>,
+}
+
+impl ServerClock {
+    pub fn now(&self) -> Option<SystemTime> {
+        let seen = *self.seen.lock().ok()?;
+        seen.map(|(server, at)| server + at.elapsed())
+    }
+
+    fn record(&self, date: &str) {
+        let parsed = DateTime::from_str(date, DateTimeFormat::HttpDate)
+            .ok()
+            .and_then(|d| SystemTime::try_from(d).ok());
+        if let (Some(server), Ok(mut seen)) = (parsed, self.seen.lock()) {
+            *seen = Some((server, Instant::now()));
+        }
+    }
+
+    /// The interceptor that feeds this clock; register it on the S3 client's config.
+    pub fn interceptor(self: &Arc<Self>) -> impl Intercept + 'static {
+        ClockInterceptor(self.clone())
+    }
+}
+
+#[derive(Debug)]
+struct ClockInterceptor(Arc<ServerClock>);
+
+impl Intercept for ClockInterceptor {
+    fn name(&self) -> &'static str {
+        "ServerClock"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if let Some(date) = context.response().headers().get("date") {
+            self.0.record(date);
+        }
+        Ok(())
     }
 }
 
 #[async_trait]
 impl ObjectApi for SdkS3 {
+    fn server_now(&self) -> Option<SystemTime> {
+        self.clock.now()
+    }
+
     async fn put_object(
         &self,
         bucket: &str,

@@ -278,6 +278,7 @@ on_every_server!(
     server_fault_mid_deploy_keeps_site_whole_and_rerun_converges,
     verify_puts_back_what_changed_behind_our_back,
     lock_held_by_another_run_refuses_and_expired_lock_is_taken,
+    lock_expiry_follows_the_servers_clock,
 );
 
 /// A 17 MiB file that is sent in three parts, each part's bytes different.
@@ -759,6 +760,44 @@ async fn lock_held_by_another_run_refuses_and_expired_lock_is_taken(b: Backend) 
         .body(lock(now - 1).into())
         .send()
         .await?;
+    b.deploy_ok(&[])?;
+    live_matches_dist(&b).await
+}
+
+/// The lock's expiry is judged by the server's clock (its `Date` headers), not the
+/// runner's: with the server five minutes behind, a lock with two minutes left on the
+/// server's clock is held although this machine's clock is past it; with the server
+/// five minutes ahead, a lock that expired on the server's clock is taken although
+/// this machine's clock says it has two minutes left.
+async fn lock_expiry_follows_the_servers_clock(b: Backend) -> Result<()> {
+    build(&b.dist(), "v1")?;
+    let local = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let put_lock = async |expires: u64| -> Result<()> {
+        let body = serde_json::json!({"token": "other", "operation": "deploy", "holder": "ci-job-7", "acquiredAt": local - 900, "expiresAt": expires});
+        b.s3.put_object()
+            .bucket(BUCKET)
+            .key("_uploader/stages/dev/lock.json")
+            .body(body.to_string().into_bytes().into())
+            .send()
+            .await?;
+        Ok(())
+    };
+    b.proxy.shift_date(-300);
+    put_lock(local - 300 + 120).await?;
+    let out = b.deploy(&[])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(5),
+        "exit {:?}: {stderr}",
+        out.status
+    );
+    ensure!(stderr.contains("ci-job-7"), "{stderr}");
+    ensure!(b.keys().await?.is_empty(), "a locked stage was written");
+
+    b.proxy.shift_date(300);
+    put_lock(local + 120).await?;
     b.deploy_ok(&[])?;
     live_matches_dist(&b).await
 }
