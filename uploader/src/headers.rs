@@ -151,6 +151,13 @@ fn default_cache_control(path: &str) -> &'static str {
     }
 }
 
+/// True for a Cache-Control that promises the content never changes under its name.
+pub fn is_immutable(cache_control: &str) -> bool {
+    cache_control
+        .split(',')
+        .any(|d| d.trim().eq_ignore_ascii_case("immutable"))
+}
+
 /// True when the file name carries a content hash, as trunk and most bundlers write
 /// them (`app-1f2e3d4c5b6a7988_bg.wasm`, `index-BmRkL4n2.css`): such a file never
 /// changes under the same name, so it may be cached forever and kept for old tabs.
