@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::model::{MAX_TITLE_CHARS, PatchError, TitleError};
+use crate::page::PageQueryError;
 use crate::store::{StageConfigError, StoreError};
 
 /// Every way a request can fail.
@@ -62,6 +63,11 @@ pub enum ApiError {
     #[error("{0}")]
     StageNotConfigured(#[from] StageConfigError),
 
+    /// A broken invariant of this code (a response it cannot build): a 500
+    /// whose detail is logged, never sent.
+    #[error("internal error: {0}")]
+    Bug(String),
+
     /// A real fault on our side (SQLite, a crashed worker). The detail is logged,
     /// never sent: it would mean nothing to a client and could leak internals.
     #[error("internal error: {0}")]
@@ -89,7 +95,7 @@ impl ApiError {
             ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::StageNotConfigured(_) => "stage_not_configured",
-            ApiError::Internal(_) => "internal",
+            ApiError::Bug(_) | ApiError::Internal(_) => "internal",
         }
     }
 
@@ -105,7 +111,7 @@ impl ApiError {
             | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::StageNotConfigured(_) | ApiError::Internal(_) => {
+            ApiError::StageNotConfigured(_) | ApiError::Bug(_) | ApiError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }
@@ -114,7 +120,7 @@ impl ApiError {
     /// The sentence sent to the client. Capitalised and ending with a period.
     fn public_message(&self) -> String {
         let text = match self {
-            ApiError::Internal(_) => {
+            ApiError::Bug(_) | ApiError::Internal(_) => {
                 "the server failed to complete the request because of an internal fault; retry later, and check the server log if it persists".to_owned()
             }
             other => other.to_string(),
@@ -162,6 +168,13 @@ impl From<PatchError> for ApiError {
             ),
             PatchError::Title(t) => ApiError::InvalidTitle(t),
         }
+    }
+}
+
+/// A bad `limit` or `cursor` on `GET /todos`: the request, not the server, is wrong.
+impl From<PageQueryError> for ApiError {
+    fn from(e: PageQueryError) -> Self {
+        ApiError::InvalidQuery(e.to_string())
     }
 }
 
@@ -223,7 +236,7 @@ impl From<QueryRejection> for ApiError {
 
 /// axum prefixes serde's message with a generic sentence ("Failed to parse the
 /// request body as JSON: ..."); keep only the specific part after the first ": ".
-fn source_text(body_text: &str) -> String {
+pub(crate) fn source_text(body_text: &str) -> String {
     body_text
         .split_once(": ")
         .map_or(body_text, |(_, rest)| rest)

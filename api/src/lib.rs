@@ -11,11 +11,13 @@
 
 pub mod error;
 pub mod model;
+pub mod page;
 mod routes;
 pub mod store;
 
 pub use error::ApiError;
 pub use model::{Stage, Title, Todo};
+pub use page::{Cursor, Limit, Page, PageQueryError};
 pub use routes::{Cors, router, router_with};
 pub use store::{
     StageConfigError, Store, StoreError, TableSource, create_dynamodb_table, is_valid_table_name,

@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, source_text};
 use crate::model::{CreateTodo, PatchTodo, SetAllCompleted, Stage, Title, Todo};
+use crate::page::{Cursor, Limit, PageQueryError};
 use crate::store::Store;
 
 use lambda_http::RequestExt;
@@ -77,6 +78,8 @@ pub fn router_with(store: Store, policy: Cors) -> Router {
             Method::OPTIONS,
         ])
         .allow_headers([header::CONTENT_TYPE])
+        // The list's next page is in `Link`; without this a browser hides it from the app.
+        .expose_headers([header::LINK])
         .max_age(CORS_MAX_AGE);
 
     // Request lines at INFO so the default log level shows traffic.
@@ -203,6 +206,35 @@ impl FromRequestParts<Store> for Db {
     }
 }
 
+/// `?limit=N&cursor=C` of `GET /{stage}/todos`, validated: a bad value is a 400
+/// `invalid_query` naming the fix, before any store is asked. Other parameters
+/// are ignored; a repeated `limit` or `cursor` is refused (which one counts
+/// would be a guess).
+struct PageParams {
+    limit: Limit,
+    after: Option<Cursor>,
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PageParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(query) = Query::<PageQuery>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| PageQueryError::Malformed(source_text(&e.body_text())))?;
+        Ok(PageParams {
+            limit: Limit::parse(query.limit.as_deref())?,
+            after: query.cursor.as_deref().map(Cursor::decode).transpose()?,
+        })
+    }
+}
+
 /// A JSON body with the contract's JSON errors instead of axum's plain-text
 /// rejections.
 ///
@@ -262,11 +294,32 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// One page of the list. When more todos follow, `Link: <?limit=N&cursor=C>;
+/// rel="next"` names the next page as a query-only relative reference: it
+/// resolves against whatever URL the client used (an API Gateway stage, a
+/// custom domain's base path, the dev server's `/api/` proxy), where a path
+/// built from what this router sees could point elsewhere.
 async fn list_todos(
     StageParam(stage): StageParam,
     Db(store): Db,
-) -> Result<Json<Vec<Todo>>, ApiError> {
-    Ok(Json(store.list(&stage).await?))
+    PageParams { limit, after }: PageParams,
+) -> Result<impl IntoResponse, ApiError> {
+    let page = store.list_page(&stage, limit, after.as_ref()).await?;
+    let mut headers = HeaderMap::new();
+    if let Some(next) = page.next {
+        let link = format!(
+            "<?limit={}&cursor={}>; rel=\"next\"",
+            limit.get(),
+            next.encode()
+        );
+        // Digits and base64url only, so this never fails; if it ever did, a
+        // missing Link would silently truncate the client's list, so fail loudly.
+        let value = HeaderValue::from_str(&link).map_err(|_| {
+            ApiError::Bug(format!("the Link header {link:?} is not a header value"))
+        })?;
+        headers.insert(header::LINK, value);
+    }
+    Ok((headers, Json(page.todos)))
 }
 
 async fn create_todo(
@@ -314,13 +367,21 @@ async fn delete_todo(
     }
 }
 
-/// Toggle-all: one request instead of one PATCH per todo.
+#[derive(Serialize)]
+struct Updated {
+    updated: usize,
+}
+
+/// Toggle-all: one request instead of one PATCH per todo. Answers how many
+/// todos changed, not the list: that would be an unbounded response again (the
+/// app ignores the body and keeps its own list).
 async fn set_all_completed(
     StageParam(stage): StageParam,
     Db(store): Db,
     ApiJson(body): ApiJson<SetAllCompleted>,
-) -> Result<Json<Vec<Todo>>, ApiError> {
-    Ok(Json(store.set_all_completed(&stage, body.completed).await?))
+) -> Result<Json<Updated>, ApiError> {
+    let updated = store.set_all_completed(&stage, body.completed).await?;
+    Ok(Json(Updated { updated }))
 }
 
 #[derive(Deserialize)]

@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::model::{Stage, Title, Todo, TodoChanges};
+use crate::page::{Cursor, Limit, Page};
 
 mod dynamodb;
 mod sqlite;
@@ -68,10 +69,19 @@ pub enum StageConfigError {
 }
 
 /// The operations every backend implements, with the same meaning (see
-/// `api/openapi.yaml`): list in creation order, stage isolation, toggle-all and
-/// clear-completed.
+/// `api/openapi.yaml`): pages of the list in creation order, stage isolation,
+/// toggle-all and clear-completed.
 pub(crate) trait Backend: Send + Sync + 'static {
-    fn list<'a>(&'a self, stage: &'a Stage) -> BoxFuture<'a, Result<Vec<Todo>, StoreError>>;
+    /// At most `limit` todos of `stage` in list order (`createdAt`, then `id`),
+    /// starting just after `after` (from the first todo when `None`), read with
+    /// one bounded query, never the whole list; `next` is set exactly when more
+    /// todos follow.
+    fn list_page<'a>(
+        &'a self,
+        stage: &'a Stage,
+        limit: Limit,
+        after: Option<&'a Cursor>,
+    ) -> BoxFuture<'a, Result<Page, StoreError>>;
     fn create<'a>(
         &'a self,
         stage: &'a Stage,
@@ -94,11 +104,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
         stage: &'a Stage,
         id: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Sets `completed` on every todo of `stage`; returns how many todos this
+    /// call changed (those already in that state are not counted).
     fn set_all_completed<'a>(
         &'a self,
         stage: &'a Stage,
         completed: bool,
-    ) -> BoxFuture<'a, Result<Vec<Todo>, StoreError>>;
+    ) -> BoxFuture<'a, Result<usize, StoreError>>;
     fn delete_completed<'a>(&'a self, stage: &'a Stage)
     -> BoxFuture<'a, Result<usize, StoreError>>;
 
@@ -166,9 +178,30 @@ impl Store {
         )
     }
 
-    /// All todos of `stage` in creation order.
+    /// One page of `stage`'s list in creation order, starting just after `after`.
+    pub async fn list_page(
+        &self,
+        stage: &Stage,
+        limit: Limit,
+        after: Option<&Cursor>,
+    ) -> Result<Page, StoreError> {
+        self.backend.list_page(stage, limit, after).await
+    }
+
+    /// All todos of `stage` in creation order, following every page: for tests
+    /// and tools. The HTTP API serves pages ([`Store::list_page`]), so that no
+    /// response grows with the list.
     pub async fn list(&self, stage: &Stage) -> Result<Vec<Todo>, StoreError> {
-        self.backend.list(stage).await
+        let mut todos = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.list_page(stage, Limit::MAX, after.as_ref()).await?;
+            todos.extend(page.todos);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(todos),
+            }
+        }
     }
 
     /// Inserts a new todo and returns it.
@@ -201,13 +234,13 @@ impl Store {
         self.backend.delete(stage, id).await
     }
 
-    /// Sets `completed` on every todo of `stage` and returns the resulting list
-    /// in creation order.
+    /// Sets `completed` on every todo of `stage`; returns how many todos this
+    /// call changed. Not the list: that would be one unbounded response again.
     pub async fn set_all_completed(
         &self,
         stage: &Stage,
         completed: bool,
-    ) -> Result<Vec<Todo>, StoreError> {
+    ) -> Result<usize, StoreError> {
         self.backend.set_all_completed(stage, completed).await
     }
 

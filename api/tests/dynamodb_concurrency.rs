@@ -55,12 +55,12 @@ async fn toggle_all_never_resurrects_todos_deleted_meanwhile() {
         );
     }
 
-    // The answer is in creation order and holds only completed todos.
-    let answered_ids: Vec<&str> = answered.iter().map(|t| t.id.as_str()).collect();
-    let mut sorted = answered_ids.clone();
-    sorted.sort_unstable();
-    assert_eq!(answered_ids, sorted, "creation order");
-    assert!(answered.iter().all(|t| t.completed));
+    // The answer counts what this request changed: every kept todo, and none
+    // more than the 60 there were (a deleted one is skipped, never counted twice).
+    assert!(
+        (30..=60).contains(&answered),
+        "updated {answered} of 30 kept + up to 30 deleted meanwhile"
+    );
 
     // What is stored: exactly the kept todos, whole and completed; no deleted
     // todo came back as a partial item.
@@ -142,7 +142,7 @@ async fn concurrent_creates_all_land_and_list_in_id_order() {
         .set_all_completed(&stage, true)
         .await
         .expect("toggle-all");
-    assert_eq!(all.len(), 120);
+    assert_eq!(all, 120);
     assert!(
         store
             .list(&stage)
@@ -192,8 +192,15 @@ async fn list_and_bulk_operations_follow_every_query_page() {
         .set_all_completed(&stage, true)
         .await
         .expect("toggle-all");
-    assert_eq!(all.len(), 600);
-    assert!(all.iter().all(|t| t.completed));
+    assert_eq!(all, 600);
+    assert!(
+        store
+            .list(&stage)
+            .await
+            .expect("list")
+            .iter()
+            .all(|t| t.completed)
+    );
     assert_eq!(store.delete_completed(&stage).await.expect("clear"), 600);
     assert!(store.list(&stage).await.expect("list").is_empty());
 }

@@ -205,7 +205,7 @@ async fn stages_are_isolated() {
         StatusCode::OK,
     )
     .await;
-    assert_eq!(all.as_array().unwrap().len(), 1);
+    assert_eq!(all, json!({"updated": 1}));
     let cleared = json_of(s.delete("/prod/todos?completed=true").await, StatusCode::OK).await;
     assert_eq!(cleared, json!({"deleted": 1}));
     assert_eq!(
@@ -494,16 +494,16 @@ async fn oversized_body_is_413_json() {
 }
 
 #[tokio::test]
-async fn toggle_all() {
+async fn toggle_all_answers_how_many_todos_it_changed() {
     let s = Server::in_memory().await;
-    // Empty stage: still 200 with an empty list.
+    // Empty stage: still 200, nothing updated.
     let empty = json_of(
         s.patch_json("/dev/todos", &json!({"completed": true}))
             .await,
         StatusCode::OK,
     )
     .await;
-    assert_eq!(empty, json!([]));
+    assert_eq!(empty, json!({"updated": 0}));
 
     let a = s.create("dev", "a").await;
     let b = s.create("dev", "b").await;
@@ -514,25 +514,22 @@ async fn toggle_all() {
     .await;
     let c = s.create("dev", "c").await;
 
-    for completed in [true, false, true] {
-        let list = json_of(
+    // Only the todos not yet in the wanted state count.
+    for (completed, updated) in [(true, 2), (true, 0), (false, 3), (true, 3)] {
+        let answer = json_of(
             s.patch_json("/dev/todos", &json!({"completed": completed}))
                 .await,
             StatusCode::OK,
         )
         .await;
-        let list = list.as_array().unwrap();
+        assert_eq!(answer, json!({"updated": updated}), "completed={completed}");
+        let list = s.list("dev").await;
         let ids: Vec<&Value> = list.iter().map(|t| &t["id"]).collect();
-        assert_eq!(
-            ids,
-            [&a["id"], &b["id"], &c["id"]],
-            "full list in creation order"
-        );
-        for t in list {
+        assert_eq!(ids, [&a["id"], &b["id"], &c["id"]], "order unchanged");
+        for t in &list {
             assert_todo_shape(t);
             assert_eq!(t["completed"], completed);
         }
-        assert_eq!(&s.list("dev").await, list, "response is the stored state");
     }
 }
 
@@ -762,4 +759,218 @@ async fn sqlite_fault_is_500_internal_json() {
         "invalid_title",
     )
     .await;
+}
+
+/// Creates `n` todos in `stage`, 16 requests at a time, and returns them in list
+/// order (`createdAt`, then `id`), which is what the contract defines.
+async fn create_many(s: &Server, stage: &str, n: usize) -> Vec<Value> {
+    let mut todos = Vec::with_capacity(n);
+    let titles: Vec<String> = (0..n).map(|i| format!("todo {i}")).collect();
+    for chunk in titles.chunks(16) {
+        let created =
+            futures_util::future::join_all(chunk.iter().map(|t| s.create(stage, t))).await;
+        todos.extend(created);
+    }
+    todos.sort_by(|x, y| {
+        (x["createdAt"].as_str(), x["id"].as_str())
+            .cmp(&(y["createdAt"].as_str(), y["id"].as_str()))
+    });
+    todos
+}
+
+fn ids(todos: &[Value]) -> Vec<String> {
+    todos
+        .iter()
+        .map(|t| t["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+/// The `limit` of a Link target.
+fn limit_of(url: &str) -> String {
+    let url = reqwest::Url::parse(url).expect("absolute URL");
+    let limits: Vec<String> = url
+        .query_pairs()
+        .filter(|(k, _)| k == "limit")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    assert_eq!(limits.len(), 1, "one limit in {url}");
+    limits[0].clone()
+}
+
+#[tokio::test]
+async fn list_pages_follow_link_through_every_todo_once_in_order() {
+    let s = Server::in_memory().await;
+    let all = create_many(&s, "dev", 250).await;
+    s.create("prod", "not in dev").await;
+
+    // No limit: the first 100, and a Link to the rest with the same limit.
+    let (first, next) = s.page(&s.url("/dev/todos")).await;
+    assert_eq!(ids(&first), ids(&all[..100]), "the oldest 100 first");
+    let next = next.expect("a Link rel=next after the first of three pages");
+    assert_eq!(limit_of(&next), "100");
+    assert!(next.starts_with(&s.url("/dev/todos?")), "same path: {next}");
+
+    // Following Link pages through everything, each todo once, in order, and the
+    // last page has no Link. 250 = 5 × 50 checks that a full last page has none.
+    for (limit, pages) in [(None, 3), (Some(7), 36), (Some(50), 5), (Some(1000), 1)] {
+        let mut url = s.url("/dev/todos");
+        if let Some(limit) = limit {
+            url.push_str(&format!("?limit={limit}"));
+        }
+        let mut seen = Vec::new();
+        let mut count = 0;
+        loop {
+            let (page, next) = s.page(&url).await;
+            count += 1;
+            let wanted = limit.unwrap_or(100);
+            assert!(
+                page.len() <= wanted,
+                "limit {wanted}: page of {}",
+                page.len()
+            );
+            assert!(!page.is_empty(), "no empty page is ever linked");
+            seen.extend(page);
+            match next {
+                Some(n) => {
+                    assert_eq!(limit_of(&n), wanted.to_string());
+                    url = n;
+                }
+                None => break,
+            }
+        }
+        assert_eq!(count, pages, "limit {limit:?}");
+        assert_eq!(seen, all, "limit {limit:?}: every todo once, oldest first");
+    }
+
+    // An exact limit equal to the list has no Link; an empty stage is one empty page.
+    let (page, next) = s.page(&s.url("/dev/todos?limit=250")).await;
+    assert_eq!((page.len(), next), (250, None));
+    let (page, next) = s.page(&s.url("/empty/todos")).await;
+    assert_eq!((page.len(), next), (0, None));
+}
+
+#[tokio::test]
+async fn bad_limit_or_cursor_is_400_invalid_query() {
+    let s = Server::in_memory().await;
+    create_many(&s, "dev", 3).await;
+    let (_, next) = s.page(&s.url("/dev/todos?limit=1")).await;
+    let good = next.expect("a next page");
+    let cursor = reqwest::Url::parse(&good)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "cursor")
+        .map(|(_, v)| v.into_owned())
+        .expect("a cursor in the Link");
+
+    for (query, names) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=-1", "limit"),
+        ("limit=ten", "limit"),
+        ("limit=", "limit"),
+        ("limit=1.5", "limit"),
+        ("limit=99999999999999999999", "limit"),
+        ("cursor=", "cursor"),
+        ("cursor=garbage!", "cursor"),
+        ("cursor=Z2FyYmFnZQ", "cursor"), // base64url of "garbage"
+        (&format!("cursor={}x", &cursor), "cursor"),
+        (&format!("cursor={}", &cursor[1..]), "cursor"),
+        ("limit=2&limit=3", "limit"),
+        (&format!("cursor={cursor}&cursor={cursor}"), "cursor"),
+    ] {
+        let msg = assert_error(
+            s.get(&format!("/dev/todos?{query}")).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        )
+        .await;
+        assert!(msg.contains(names), "{query}: message names {names}: {msg}");
+        assert!(
+            msg.contains("1000") || msg.contains("Link"),
+            "{query}: message names the fix: {msg}"
+        );
+    }
+    // Unknown parameters are ignored, and the cursor works with a new limit.
+    let (page, _) = s
+        .page(&s.url(&format!("/dev/todos?cursor={cursor}&limit=5&x=1")))
+        .await;
+    assert_eq!(page.len(), 2);
+}
+
+/// The cursor is a position: deleting the todo it came from, or any other, and
+/// creating todos between pages never repeats or skips a todo that existed
+/// throughout.
+#[tokio::test]
+async fn paging_while_todos_are_deleted_and_created_neither_repeats_nor_skips() {
+    let s = Server::in_memory().await;
+    let all = create_many(&s, "dev", 40).await;
+    let all_ids = ids(&all);
+    let mut deleted = std::collections::HashSet::new();
+    let mut created = Vec::new();
+
+    let mut url = s.url("/dev/todos?limit=6");
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let (page, next) = s.page(&url).await;
+        let page = ids(&page);
+        seen.extend(page.iter().cloned());
+        let Some(next) = next else { break };
+        // The todo the cursor points after, one just returned before it, and one
+        // not yet returned: all gone before the next page is asked for.
+        let last = page.last().expect("a linked page is not empty");
+        let ahead = all_ids
+            .iter()
+            .rev()
+            .find(|id| !deleted.contains(*id) && !seen.contains(id));
+        for id in [Some(last), page.first(), ahead].into_iter().flatten() {
+            if deleted.insert(id.clone()) {
+                let res = s.delete(&format!("/dev/todos/{id}")).await;
+                assert_eq!(res.status(), StatusCode::NO_CONTENT);
+            }
+        }
+        created.push(
+            s.create("dev", "made between pages").await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+        url = next;
+    }
+
+    let mut unique = seen.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "no todo twice: {seen:?}");
+    // In list order: the ids (UUID v7, time-ordered) increase.
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order: {seen:?}");
+    for id in all_ids.iter().filter(|id| !deleted.contains(*id)) {
+        assert!(seen.contains(id), "{id} existed throughout but was skipped");
+    }
+    // Todos created while paging come after the cursor, so they appear too.
+    for id in &created {
+        assert!(seen.contains(id), "created {id} not seen");
+    }
+    assert!(deleted.len() > 10, "the test deleted as it paged");
+}
+
+#[tokio::test]
+async fn cors_exposes_the_link_header() {
+    let s = Server::in_memory().await;
+    let res = s
+        .client
+        .get(s.url("/dev/todos"))
+        .header("origin", "http://127.0.0.1:8080")
+        .send()
+        .await
+        .unwrap();
+    let exposed = res
+        .headers()
+        .get("access-control-expose-headers")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(
+        exposed.split(',').any(|h| h.trim() == "link"),
+        "the app must be able to read Link: {exposed:?}"
+    );
 }

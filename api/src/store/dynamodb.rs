@@ -13,8 +13,9 @@
 //! | `completed` | BOOL |                                                             |
 //! | `createdAt` | S    | RFC 3339, derived from the id's own timestamp               |
 //!
-//! Why: the list is one `Query` on `pk` in key order, which is creation order
-//! because the id is time-ordered (no sort in memory, no index, no Scan);
+//! Why: a page of the list is one `Query` on `pk` in key order, which is creation
+//! order because the id is time-ordered (no sort in memory, no index, no Scan),
+//! bounded by `Limit` and started after the cursor's id with `ExclusiveStartKey`;
 //! get/patch/delete address the item directly by `(pk, id)`. Keeping the stage
 //! in `pk` also keeps stages apart when one table serves several stages (a
 //! local `todo-api --store dynamodb --table t`). The cost of the design is one
@@ -27,10 +28,11 @@
 //! - create: `PutItem` with `attribute_not_exists(sk)` (never overwrites).
 //! - patch/delete: conditional on `attribute_exists(sk)`, so a todo deleted
 //!   concurrently is a 404, never resurrected as a partial item.
-//! - toggle-all: `Query` (every page), then one conditional `UpdateItem` per
-//!   todo not yet in the wanted state, 16 in flight. Each write keeps a
-//!   concurrent title change, skips a concurrently deleted todo, and the answer
-//!   is built from what each write returned (`ALL_NEW`).
+//! - toggle-all: `Query` (every page, filtered to the todos not yet in the
+//!   wanted state), then one `UpdateItem` per todo conditional on it still
+//!   existing and still being in the other state, 16 in flight. Each write
+//!   keeps a concurrent title change, skips a concurrently deleted todo, and the
+//!   answer counts the writes that changed a todo.
 //! - clear-completed: `Query` with a filter, then one `DeleteItem` per todo
 //!   conditional on `completed = true`: a todo reopened meanwhile stays, and the
 //!   count is what this request deleted.
@@ -53,6 +55,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 
 use super::{Backend, BoxFuture, StageConfigError, StoreError};
 use crate::model::{Stage, Title, Todo, TodoChanges, new_todo};
+use crate::page::{Cursor, Limit, Page};
 
 /// How many single-item writes a bulk operation keeps in flight.
 const BULK_CONCURRENCY: usize = 16;
@@ -227,32 +230,28 @@ impl Dynamo {
         })
     }
 
-    /// Every item of the stage's list in key (= creation) order, following
-    /// `LastEvaluatedKey` across pages (1 MB each). `only_completed` filters on
-    /// the server (the filter does not reduce read units, only the transfer).
-    async fn query_all(
-        &self,
-        stage: &Stage,
-        only_completed: bool,
-    ) -> Result<Vec<Item>, StoreError> {
+    /// Every item of the stage's list whose `completed` is `completed`, in key
+    /// (= creation) order, following `LastEvaluatedKey` across pages (1 MB
+    /// each). The filter runs on the server (it does not reduce read units, only
+    /// the transfer). For the bulk operations, which must see every todo.
+    async fn query_all(&self, stage: &Stage, completed: bool) -> Result<Vec<Item>, StoreError> {
         let table = self.table()?;
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let mut q = self
+            let out = self
                 .client
                 .query()
                 .table_name(table)
                 .key_condition_expression("pk = :pk")
                 .expression_attribute_values(":pk", pk(stage))
+                .filter_expression("completed = :c")
+                .expression_attribute_values(":c", AttributeValue::Bool(completed))
                 .consistent_read(true)
-                .set_exclusive_start_key(start.take());
-            if only_completed {
-                q = q
-                    .filter_expression("completed = :t")
-                    .expression_attribute_values(":t", AttributeValue::Bool(true));
-            }
-            let out = q.send().await.map_err(|e| self.fail("Query", e))?;
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.fail("Query", e))?;
             items.extend(out.items.unwrap_or_default());
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
@@ -261,12 +260,57 @@ impl Dynamo {
         }
     }
 
-    async fn list_todos(&self, stage: &Stage) -> Result<Vec<Todo>, StoreError> {
-        self.query_all(stage, false)
-            .await?
+    /// One page: a `Query` with `Limit` = `limit + 1` (so whether more follow is
+    /// known without another request, and the last page never links to an
+    /// empty one), starting after the cursor's key. DynamoDB stops a response
+    /// at 1 MB (a page of 1,000 long titles is ~2 MB), so the Query continues
+    /// from `LastEvaluatedKey` until it has `limit + 1` items or the list ends:
+    /// at most three requests for the largest page.
+    async fn page(
+        &self,
+        stage: &Stage,
+        limit: Limit,
+        after: Option<&Cursor>,
+    ) -> Result<Page, StoreError> {
+        let table = self.table()?;
+        let wanted = limit.get() + 1;
+        let mut items: Vec<Item> = Vec::with_capacity(wanted);
+        // A position, not an item: DynamoDB starts after this key whether or not
+        // an item still has it.
+        let mut start: Option<Item> = after
+            .map(|c| HashMap::from([("pk".to_owned(), pk(stage)), ("sk".to_owned(), s(c.id()))]));
+        loop {
+            let remaining = i32::try_from(wanted - items.len()).unwrap_or(i32::MAX);
+            let out = self
+                .client
+                .query()
+                .table_name(table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", pk(stage))
+                .consistent_read(true)
+                .limit(remaining)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.fail("Query", e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() && items.len() < wanted => start = Some(key),
+                _ => break,
+            }
+        }
+        let more = items.len() > limit.get();
+        items.truncate(limit.get());
+        let todos = items
             .iter()
             .map(|item| self.todo_from_item(item))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if more {
+            todos.last().map(Cursor::after)
+        } else {
+            None
+        };
+        Ok(Page { todos, next })
     }
 
     async fn put(&self, stage: &Stage, title: Title, completed: bool) -> Result<Todo, StoreError> {
@@ -385,22 +429,51 @@ impl Dynamo {
         }
     }
 
-    async fn toggle_all(&self, stage: &Stage, completed: bool) -> Result<Vec<Todo>, StoreError> {
-        let todos = self.list_todos(stage).await?;
-        // `buffered` keeps the list's order while 16 writes are in flight.
-        let results: Vec<Option<Todo>> = stream::iter(todos)
-            .map(|todo| async move {
-                if todo.completed == completed {
-                    Ok(Some(todo))
-                } else {
-                    self.update_one(stage, &todo.id, None, Some(completed))
-                        .await
-                }
-            })
-            .buffered(BULK_CONCURRENCY)
+    async fn toggle_all(&self, stage: &Stage, completed: bool) -> Result<usize, StoreError> {
+        let others = self.query_all(stage, !completed).await?;
+        let mut ids = Vec::with_capacity(others.len());
+        for item in &others {
+            ids.push(self.todo_from_item(item)?.id);
+        }
+        let changed: Vec<bool> = stream::iter(ids)
+            .map(|id| async move { self.set_completed_if_not(stage, &id, completed).await })
+            .buffer_unordered(BULK_CONCURRENCY)
             .try_collect()
             .await?;
-        Ok(results.into_iter().flatten().collect())
+        Ok(changed.into_iter().filter(|c| *c).count())
+    }
+
+    /// Sets `completed` on one todo that exists and is not yet in that state;
+    /// `false` when it was deleted or changed meanwhile (so it is neither
+    /// resurrected nor counted twice by concurrent toggles).
+    async fn set_completed_if_not(
+        &self,
+        stage: &Stage,
+        id: &str,
+        completed: bool,
+    ) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(self.table()?)
+            .key("pk", pk(stage))
+            .key("sk", s(id))
+            .condition_expression("attribute_exists(sk) AND #completed <> :completed")
+            .update_expression("SET #completed = :completed")
+            .expression_attribute_names("#completed", "completed")
+            .expression_attribute_values(":completed", AttributeValue::Bool(completed))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.fail("UpdateItem", e)),
+        }
     }
 
     async fn clear_completed(&self, stage: &Stage) -> Result<usize, StoreError> {
@@ -419,8 +492,13 @@ impl Dynamo {
 }
 
 impl Backend for Dynamo {
-    fn list<'a>(&'a self, stage: &'a Stage) -> BoxFuture<'a, Result<Vec<Todo>, StoreError>> {
-        Box::pin(self.list_todos(stage))
+    fn list_page<'a>(
+        &'a self,
+        stage: &'a Stage,
+        limit: Limit,
+        after: Option<&'a Cursor>,
+    ) -> BoxFuture<'a, Result<Page, StoreError>> {
+        Box::pin(self.page(stage, limit, after))
     }
 
     fn create<'a>(
@@ -462,7 +540,7 @@ impl Backend for Dynamo {
         &'a self,
         stage: &'a Stage,
         completed: bool,
-    ) -> BoxFuture<'a, Result<Vec<Todo>, StoreError>> {
+    ) -> BoxFuture<'a, Result<usize, StoreError>> {
         Box::pin(self.toggle_all(stage, completed))
     }
 

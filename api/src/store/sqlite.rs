@@ -13,11 +13,19 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Backend, BoxFuture, StoreError};
 use crate::model::{Stage, Title, Todo, TodoChanges, new_todo};
+use crate::page::{Cursor, Limit, Page};
 
 /// Every stage lives in the same table, keyed by `(stage, id)`, so stages are
 /// isolated by construction of every query's `WHERE stage = ?`.
-/// `created_at` is fixed-width RFC 3339 text, so ordering by it is time order;
-/// `rowid` breaks ties between todos created within the same millisecond.
+///
+/// List order is `(created_at, id)`: `created_at` is fixed-width RFC 3339 text,
+/// so ordering by it is time order, and the id (a UUID v7, time-ordered, the
+/// DynamoDB store's sort key) breaks ties between todos of the same
+/// millisecond, so both stores list in the same order. Both columns are part of
+/// every row for good, which is what a page cursor needs: `rowid` (the earlier
+/// tie-breaker) can be reused after a delete and renumbered by `VACUUM`.
+/// `todos_stage_order` serves each page as one index range scan; it replaces
+/// `todos_stage_created`, which it contains.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS todos (
     stage      TEXT    NOT NULL,
@@ -27,11 +35,18 @@ CREATE TABLE IF NOT EXISTS todos (
     created_at TEXT    NOT NULL,
     PRIMARY KEY (stage, id)
 );
-CREATE INDEX IF NOT EXISTS todos_stage_created ON todos (stage, created_at);
+CREATE INDEX IF NOT EXISTS todos_stage_order ON todos (stage, created_at, id);
+DROP INDEX IF EXISTS todos_stage_created;
 ";
 
 const COLUMNS: &str = "id, title, completed, created_at";
-const LIST_SQL: &str = "SELECT id, title, completed, created_at FROM todos WHERE stage = ?1 ORDER BY created_at, rowid";
+/// The first page.
+const FIRST_PAGE_SQL: &str = "SELECT id, title, completed, created_at FROM todos
+     WHERE stage = ?1 ORDER BY created_at, id LIMIT ?2";
+/// Every later page: keyset on the order columns, strictly after the cursor's
+/// position (which need not be a row that still exists).
+const NEXT_PAGE_SQL: &str = "SELECT id, title, completed, created_at FROM todos
+     WHERE stage = ?1 AND (created_at, id) > (?3, ?4) ORDER BY created_at, id LIMIT ?2";
 
 /// The SQLite backend; one shared connection.
 pub(super) struct Sqlite {
@@ -85,9 +100,15 @@ impl Sqlite {
 }
 
 impl Backend for Sqlite {
-    fn list<'a>(&'a self, stage: &'a Stage) -> BoxFuture<'a, Result<Vec<Todo>, StoreError>> {
+    fn list_page<'a>(
+        &'a self,
+        stage: &'a Stage,
+        limit: Limit,
+        after: Option<&'a Cursor>,
+    ) -> BoxFuture<'a, Result<Page, StoreError>> {
         let stage = stage.as_str().to_owned();
-        Box::pin(self.with_conn(move |conn| list_in(conn, &stage)))
+        let after = after.cloned();
+        Box::pin(self.with_conn(move |conn| page_in(conn, &stage, limit, after.as_ref())))
     }
 
     fn create<'a>(
@@ -164,17 +185,13 @@ impl Backend for Sqlite {
         &'a self,
         stage: &'a Stage,
         completed: bool,
-    ) -> BoxFuture<'a, Result<Vec<Todo>, StoreError>> {
+    ) -> BoxFuture<'a, Result<usize, StoreError>> {
         let stage = stage.as_str().to_owned();
         Box::pin(self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
-            tx.execute(
-                "UPDATE todos SET completed = ?2 WHERE stage = ?1",
+            conn.execute(
+                "UPDATE todos SET completed = ?2 WHERE stage = ?1 AND completed <> ?2",
                 params![stage, completed],
-            )?;
-            let todos = list_in(&tx, &stage)?;
-            tx.commit()?;
-            Ok(todos)
+            )
         }))
     }
 
@@ -192,10 +209,38 @@ impl Backend for Sqlite {
     }
 }
 
-fn list_in(conn: &Connection, stage: &str) -> Result<Vec<Todo>, rusqlite::Error> {
-    let mut stmt = conn.prepare_cached(LIST_SQL)?;
-    let rows = stmt.query_map(params![stage], todo_from_row)?;
-    rows.collect()
+/// One page: `limit + 1` rows are read so that whether another page follows is
+/// known without a second query (and the last page never links to an empty one).
+fn page_in(
+    conn: &Connection,
+    stage: &str,
+    limit: Limit,
+    after: Option<&Cursor>,
+) -> Result<Page, rusqlite::Error> {
+    let wanted = i64::try_from(limit.get() + 1).unwrap_or(i64::MAX);
+    let mut todos = match after {
+        None => {
+            let mut stmt = conn.prepare_cached(FIRST_PAGE_SQL)?;
+            stmt.query_map(params![stage, wanted], todo_from_row)?
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        Some(c) => {
+            let mut stmt = conn.prepare_cached(NEXT_PAGE_SQL)?;
+            stmt.query_map(
+                params![stage, wanted, c.created_at(), c.id()],
+                todo_from_row,
+            )?
+            .collect::<Result<Vec<_>, _>>()?
+        }
+    };
+    let more = todos.len() > limit.get();
+    todos.truncate(limit.get());
+    let next = if more {
+        todos.last().map(Cursor::after)
+    } else {
+        None
+    };
+    Ok(Page { todos, next })
 }
 
 fn todo_from_row(row: &Row<'_>) -> Result<Todo, rusqlite::Error> {
@@ -205,4 +250,30 @@ fn todo_from_row(row: &Row<'_>) -> Result<Todo, rusqlite::Error> {
         completed: row.get(2)?,
         created_at: row.get(3)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each page is a range scan of `todos_stage_order` that stops after
+    /// `limit + 1` rows: no sort of the whole stage in a temporary B-tree.
+    #[test]
+    fn pages_are_index_range_scans() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        for sql in [FIRST_PAGE_SQL, NEXT_PAGE_SQL] {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let values: [&dyn rusqlite::ToSql; 4] = [&"dev", &2, &"2025-01-01T00:00:00.000Z", &"x"];
+            let bound = rusqlite::params_from_iter(values.into_iter().take(stmt.parameter_count()));
+            let plan: Vec<String> = stmt
+                .query_map(bound, |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join("\n");
+            assert!(plan.contains("todos_stage_order"), "{sql}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
+        }
+    }
 }

@@ -174,9 +174,28 @@ impl Server {
         json_of(res, StatusCode::CREATED).await
     }
 
+    /// The whole list of a stage, following `Link: rel="next"` through every page.
     pub async fn list(&self, stage: &str) -> Vec<Value> {
-        let v = json_of(self.get(&format!("/{stage}/todos")).await, StatusCode::OK).await;
-        v.as_array().expect("list is an array").clone()
+        let mut todos = Vec::new();
+        let mut url = self.url(&format!("/{stage}/todos"));
+        for _ in 0..1000 {
+            let (page, next) = self.page(&url).await;
+            todos.extend(page);
+            match next {
+                Some(next) => url = next,
+                None => return todos,
+            }
+        }
+        panic!("more than 1000 pages: a Link loop?")
+    }
+
+    /// One page of a list at the absolute `url`: its todos and the absolute URL
+    /// of the next page (`Link: <…>; rel="next"`, resolved against `url`).
+    pub async fn page(&self, url: &str) -> (Vec<Value>, Option<String>) {
+        let res = self.client.get(url).send().await.expect("GET page");
+        let next = next_link(&res);
+        let v = json_of(res, StatusCode::OK).await;
+        (v.as_array().expect("a page is an array").clone(), next)
     }
 }
 
@@ -186,6 +205,31 @@ impl Drop for Server {
             let _ = tx.send(());
         }
     }
+}
+
+/// The target of the response's `Link` with `rel="next"` (RFC 8288), resolved
+/// against the request URL as a browser would; `None` without one.
+pub fn next_link(res: &Response) -> Option<String> {
+    let mut found = None;
+    for value in res.headers().get_all("link") {
+        let value = value.to_str().expect("Link is ASCII");
+        for part in value.split(',') {
+            let (target, params) = part
+                .trim()
+                .strip_prefix('<')
+                .and_then(|rest| rest.split_once('>'))
+                .unwrap_or_else(|| panic!("malformed Link header: {value:?}"));
+            let next = params
+                .split(';')
+                .any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next"));
+            if next {
+                assert!(found.is_none(), "two rel=next links: {value:?}");
+                let url = res.url().join(target).expect("Link target resolves");
+                found = Some(url.to_string());
+            }
+        }
+    }
+    found
 }
 
 /// Asserts the status and a JSON content type, and returns the parsed body.
