@@ -29,7 +29,7 @@ use crate::config::Stage;
 use crate::lock::with_stage_lock;
 use crate::manifest::{Seen, load_state, write_release, write_state};
 use crate::plan::{self, Action, Desired, Plan, PlanOptions, Source, Write};
-use crate::progress::Progress;
+use crate::progress::{Progress, ms};
 use crate::state::{HistoryEntry, Keys, Release, StageState};
 use crate::store::{Bucket, StoreError, Stored, normalise_etag};
 
@@ -203,7 +203,10 @@ async fn run(
     // Read-only pass: a no-op or a dry run ends here, without a lock or any write.
     let (state, repaired, seen) =
         load_state(&bucket, &keys, stage, opts.verify, &target.desired, None).await?;
+    tracing::debug!(ms = ms(started), "timing: manifest read");
+    let planning = Instant::now();
     let plan = plan_for(&target, &state, opts)?;
+    tracing::debug!(ms = ms(planning), "timing: planned");
     let mut report = Report::empty(
         &stage.name,
         &stage.bucket,
@@ -237,18 +240,23 @@ async fn run(
     }
 
     let result = if take_lock {
+        let locking = Instant::now();
         with_stage_lock(
             &bucket,
             &stage.name,
             &target.action,
             opts.lock_ttl,
-            async || execute(clients, &bucket, &keys, &target, opts, seen, &mut report).await,
+            async || {
+                tracing::debug!(ms = ms(locking), "timing: stage locked");
+                execute(clients, &bucket, &keys, &target, opts, seen, &mut report).await
+            },
         )
         .await
     } else {
         execute(clients, &bucket, &keys, &target, opts, seen, &mut report).await
     };
     result?;
+    tracing::debug!(ms = ms(started), "timing: applied (stage unlocked)");
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -263,6 +271,7 @@ async fn execute(
     report: &mut Report,
 ) -> Result<(), Error> {
     let stage = target.stage;
+    let step = Instant::now();
     // Under the lock the manifest is authoritative; plan again from it (reusing the
     // first pass's listing when the manifest has not changed since).
     let (state, repaired, _) = load_state(
@@ -275,6 +284,10 @@ async fn execute(
     )
     .await?;
     let plan = plan_for(target, &state, opts)?;
+    tracing::debug!(
+        ms = ms(step),
+        "timing: manifest read again and planned, under the lock"
+    );
     report.repaired = repaired;
     report.previous_release = state.current.clone();
     report.count(plan.clone());
@@ -289,6 +302,7 @@ async fn execute(
     );
 
     // Mark the manifest: if this run dies, the next one will not trust it blindly.
+    let step = Instant::now();
     let token = format!("{:016x}", rand::random::<u64>());
     // It also hands the blobs this run's overwrites keep to their new owners (see
     // `plan`) at once: a run that dies part-way must not leave them to expire with
@@ -306,6 +320,8 @@ async fn execute(
     if !state.history.iter().any(|h| h.release == target.release.id) {
         write_release(bucket, keys, &target.release).await?;
     }
+    tracing::debug!(ms = ms(step), "timing: manifest marked, release recorded");
+    let step = Instant::now();
 
     // Keep what is about to be overwritten, for rollbacks.
     let preserve_results: Vec<Result<(), StoreError>> = futures::stream::iter(&plan.preserves)
@@ -340,12 +356,19 @@ async fn execute(
         }
         write_state(bucket, keys, &marked).await?;
     }
+    tracing::debug!(
+        ms = ms(step),
+        count = plan.preserves.len(),
+        "timing: preserved"
+    );
 
     // Writes, phase by phase; the first failure stops before any later phase.
     let mut stored: BTreeMap<String, Stored> = BTreeMap::new();
     let mut progress = Progress::new("write", plan.writes.len() as u64, opts.quiet);
     for (phase, actions) in plan.phases() {
-        tracing::debug!(?phase, count = actions.len(), "phase");
+        let step = Instant::now();
+        let count = actions.len();
+        tracing::debug!(?phase, count, "phase");
         let mut results = futures::stream::iter(actions)
             .map(|a| write(bucket, &stage.prefix, a))
             .buffer_unordered(opts.concurrency.max(1));
@@ -361,8 +384,10 @@ async fn execute(
             progress.inc(path);
             stored.insert(path.to_owned(), written);
         }
+        tracing::debug!(?phase, count, ms = ms(step), "timing: phase written");
     }
     progress.finish();
+    let step = Instant::now();
 
     // Deletes come after every write, and only what retention lets go. Preserved
     // blobs go only once the manifest no longer names them (below): a manifest never
@@ -375,6 +400,8 @@ async fn execute(
     if !delete_keys.is_empty() {
         bucket.delete_many(&delete_keys).await?;
     }
+    tracing::debug!(ms = ms(step), count = delete_keys.len(), "timing: deleted");
+    let step = Instant::now();
 
     // Invalidate, then record: a failed invalidation is remembered and retried.
     let mut next = plan.next_state.clone();
@@ -392,6 +419,8 @@ async fn execute(
     pending.dedup();
     let cdn = Cdn::new(clients.cloudfront.clone());
     let invalidation = cdn.invalidate_stage(stage, &pending, opts.wait).await;
+    tracing::debug!(ms = ms(step), "timing: invalidated");
+    let step = Instant::now();
     next.pending_invalidation = match &invalidation {
         Ok(_) => Vec::new(),
         Err(_) => pending,
@@ -414,6 +443,7 @@ async fn execute(
         },
     });
     write_state(bucket, keys, &next).await?;
+    tracing::debug!(ms = ms(step), "timing: manifest recorded");
     let blob_keys: Vec<String> = plan.blob_deletes.iter().map(|sha| keys.blob(sha)).collect();
     if !blob_keys.is_empty()
         && let Err(e) = bucket.delete_many(&blob_keys).await
@@ -443,7 +473,7 @@ async fn write<'a>(
                     .put_file(&key, abs, *size, &a.sha256, &a.headers)
                     .await?
             }
-            Source::Bytes(bytes) => bucket.put_bytes(&key, bytes.clone(), &a.headers).await?,
+            Source::Bytes(bytes) => bucket.put_bytes(&key, bytes.to_vec(), &a.headers).await?,
             Source::Copy { bucket: b, key: k } => {
                 copied(bucket.copy_from(b, k, &key, &a.headers).await?)
             }

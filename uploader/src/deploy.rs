@@ -1,6 +1,7 @@
 //! `uploader --stage NAME`: walk `dist/`, describe the release, hand it to the engine.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::api_code;
 use crate::apply::{self, Report, RunOptions, Target};
@@ -9,6 +10,7 @@ use crate::config::Stage;
 use crate::local::{self, LocalFile};
 use crate::lock::with_stage_lock;
 use crate::plan::{Desired, Source};
+use crate::prefetch::Prefetched;
 use crate::state::{self, Release};
 use crate::store::Bucket;
 use crate::{CONFIG_JSON, Error};
@@ -35,7 +37,7 @@ pub fn config_desired(stage: &Stage) -> Desired {
         sha256: local::hash_bytes(&bytes),
         size: bytes.len() as u64,
         headers: stage.headers.for_path(CONFIG_JSON),
-        source: Source::Bytes(bytes),
+        source: Source::Bytes(bytes.into()),
     }
 }
 
@@ -50,7 +52,12 @@ pub fn desired_from_dist(files: &[LocalFile], stage: &Stage) -> Vec<Desired> {
             sha256: f.sha256.clone(),
             size: f.size,
             headers: stage.headers.for_path(&f.path),
-            source: Source::File(f.abs.clone()),
+            // Bytes read while hashing are sent as they are: what is uploaded is
+            // exactly what was hashed, and the file is not opened again.
+            source: match &f.body {
+                Some(bytes) => Source::Bytes(bytes.clone()),
+                None => Source::File(f.abs.clone()),
+            },
         })
         .chain(std::iter::once(config_desired(stage)))
         .collect()
@@ -90,7 +97,31 @@ pub async fn run_with_code(
         }
         (_, api) => api,
     };
-    let files = local::scan(dist)?;
+    // A plain deploy reads the stage's manifest while `dist/` is hashed (see
+    // `prefetch`); one that ships API code first reads it only under the lock.
+    let early;
+    let clients = if lambda_zip.is_none() {
+        let keys = state::Keys::new(&stage.name);
+        early = Clients {
+            s3: Arc::new(Prefetched::start(
+                clients.s3.clone(),
+                &stage.bucket,
+                &keys.state(),
+            )),
+            ..clients.clone()
+        };
+        &early
+    } else {
+        clients
+    };
+    let root = dist.to_owned();
+    let files = tokio::task::spawn_blocking(move || local::scan(&root))
+        .await
+        .map_err(|e| local::LocalError::Io {
+            path: dist.to_owned(),
+            source: std::io::Error::other(e),
+        })??;
+    let described = std::time::Instant::now();
     let desired = desired_from_dist(&files, stage);
     let files = crate::plan::files_of(&desired);
     let release = Release {
@@ -100,6 +131,10 @@ pub async fn run_with_code(
         created_by: state::actor(),
         files,
     };
+    tracing::debug!(
+        ms = crate::progress::ms(described),
+        "timing: headers and release id"
+    );
     tracing::info!(stage = %stage.name, bucket = %stage.bucket, prefix = %stage.prefix, release = %release.id, "deploying {}", dist.display());
     let mut target = Target {
         stage,

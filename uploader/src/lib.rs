@@ -24,6 +24,7 @@ pub(crate) mod lock;
 pub(crate) mod manifest;
 pub mod output;
 pub(crate) mod plan;
+pub(crate) mod prefetch;
 pub mod preview;
 pub(crate) mod progress;
 pub mod release;

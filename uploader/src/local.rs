@@ -1,13 +1,19 @@
 //! The local side: walk `dist/` and fingerprint every file.
 //!
 //! Content is hashed with SHA-256 while streaming, so a 1 GiB bundle never sits in
-//! memory. Dot-folders such as `.well-known/` are part of the site and are included.
+//! memory. Small files (most of a site) are read whole instead and their bytes kept,
+//! up to a budget: the upload then sends exactly the bytes that were hashed, without
+//! opening the file a second time. Dot-folders such as `.well-known/` are part of the site and are included.
 //! A symlink is followed only while it stays inside `dist/`: one that leaves it would
 //! publish a file nobody meant to publish.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
 
+use axum::body::Bytes;
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +56,16 @@ pub struct LocalFile {
     pub size: u64,
     /// Lower-case hex SHA-256 of the content.
     pub sha256: String,
+    /// The content itself, for a file small enough to keep (see [`KEEP_FILE_MAX`]):
+    /// the very bytes `sha256` was computed over.
+    pub body: Option<Bytes>,
 }
+
+/// Files up to this size are read whole while hashing and kept for the upload.
+pub const KEEP_FILE_MAX: u64 = 256 * 1024;
+/// At most this many bytes of file content are kept in memory per run; files beyond
+/// it are streamed (and read again when uploaded), so memory stays bounded.
+pub const KEEP_BUDGET: u64 = 32 * 1024 * 1024;
 
 /// Walks `root` and returns its files sorted by path.
 pub fn scan(root: &Path) -> Result<Vec<LocalFile>, LocalError> {
@@ -69,7 +84,63 @@ pub fn scan(root: &Path) -> Result<Vec<LocalFile>, LocalError> {
         source,
     })?;
 
-    let mut found = Vec::new();
+    // The walk feeds the hashing threads as it goes: hashing starts with the first
+    // file found instead of after the last.
+    let started = std::time::Instant::now();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (tx, rx) = std::sync::mpsc::channel::<(String, PathBuf)>();
+    let rx = Mutex::new(rx);
+    let (failed, kept) = (AtomicBool::new(false), AtomicU64::new(0));
+    let (walked, hashed) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| scope.spawn(|| hash_from(&rx, &kept, &failed)))
+            .collect();
+        let walked = walk(root, &canonical_root, |path, abs| {
+            !failed.load(Ordering::Relaxed) && tx.send((path, abs)).is_ok()
+        });
+        drop(tx);
+        if walked.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+        tracing::debug!(
+            ms = crate::progress::ms(started),
+            "timing: walked the build output"
+        );
+        let mut files = Vec::new();
+        let mut error = None;
+        for h in handles {
+            match h.join() {
+                Ok(Ok(part)) => files.extend(part),
+                Ok(Err(e)) => {
+                    error.get_or_insert(e);
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        (walked, error.map_or(Ok(files), Err))
+    });
+    // What is wrong with the build output itself is the error to report first.
+    walked?;
+    let mut files = hashed?;
+    if files.is_empty() {
+        return Err(LocalError::Empty(root.to_owned()));
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    tracing::debug!(
+        ms = crate::progress::ms(started),
+        files = files.len(),
+        "timing: walked and hashed every file"
+    );
+    Ok(files)
+}
+
+/// Walks `root` in file-name order and hands every file to `emit` (its key and its
+/// path), refusing what must not be published; stops early when `emit` says so.
+fn walk(
+    root: &Path,
+    canonical_root: &Path,
+    mut emit: impl FnMut(String, PathBuf) -> bool,
+) -> Result<(), LocalError> {
     for entry in walkdir::WalkDir::new(root)
         .follow_links(true)
         .sort_by_file_name()
@@ -91,7 +162,7 @@ pub fn scan(root: &Path) -> Result<Vec<LocalFile>, LocalError> {
                 path: entry.path().to_owned(),
                 source,
             })?;
-            if !target.starts_with(&canonical_root) {
+            if !target.starts_with(canonical_root) {
                 return Err(LocalError::SymlinkEscapes {
                     link: entry.path().to_owned(),
                     target,
@@ -110,51 +181,46 @@ pub fn scan(root: &Path) -> Result<Vec<LocalFile>, LocalError> {
         if path.starts_with(crate::state::Keys::ROOT) {
             return Err(LocalError::Reserved(path));
         }
-        found.push((path, entry.path().to_owned()));
+        if !emit(path, entry.path().to_owned()) {
+            break;
+        }
     }
-    if found.is_empty() {
-        return Err(LocalError::Empty(root.to_owned()));
-    }
-    let mut files = hash_all(found)?;
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(files)
+    Ok(())
 }
 
-/// Hashes files on every core: a no-op deploy of a large site is mostly this.
-fn hash_all(found: Vec<(String, PathBuf)>) -> Result<Vec<LocalFile>, LocalError> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(found.len().max(1));
-    let chunk = found.len().div_ceil(workers);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = found
-            .chunks(chunk.max(1))
-            .map(|part| {
-                scope.spawn(move || {
-                    let mut buf = vec![0u8; BUF_SIZE];
-                    part.iter()
-                        .map(|(path, abs)| {
-                            let (sha256, size) = hash_with(abs, &mut buf)?;
-                            Ok(LocalFile {
-                                path: path.clone(),
-                                abs: abs.clone(),
-                                size,
-                                sha256,
-                            })
-                        })
-                        .collect::<Result<Vec<_>, LocalError>>()
-                })
-            })
-            .collect();
-        let mut files = Vec::with_capacity(found.len());
-        for h in handles {
-            match h.join() {
-                Ok(part) => files.extend(part?),
-                Err(panic) => std::panic::resume_unwind(panic),
+/// One hashing thread: fingerprints files as the walk finds them, until the walk is
+/// done or anything failed (`failed`, shared by the walk and every hashing thread).
+/// A small file's bytes are kept while `kept` leaves room (see [`KEEP_BUDGET`]).
+fn hash_from(
+    found: &Mutex<Receiver<(String, PathBuf)>>,
+    kept: &AtomicU64,
+    failed: &AtomicBool,
+) -> Result<Vec<LocalFile>, LocalError> {
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut done = Vec::new();
+    while !failed.load(Ordering::Relaxed) {
+        let next = match found.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => break,
+        };
+        let Ok((path, abs)) = next else {
+            break;
+        };
+        match fingerprint(&abs, &mut buf, kept) {
+            Ok((sha256, size, body)) => done.push(LocalFile {
+                path,
+                abs,
+                size,
+                sha256,
+                body,
+            }),
+            Err(e) => {
+                failed.store(true, Ordering::Relaxed);
+                return Err(e);
             }
         }
-        Ok(files)
-    })
+    }
+    Ok(done)
 }
 
 fn rel_key(rel: &Path) -> Option<String> {
@@ -164,10 +230,35 @@ fn rel_key(rel: &Path) -> Option<String> {
 
 const BUF_SIZE: usize = 128 * 1024;
 
-/// Streams a file through SHA-256 with a caller's buffer (reused across files);
-/// returns (hex digest, size).
-fn hash_with(path: &Path, buf: &mut [u8]) -> Result<(String, u64), LocalError> {
-    digest_with::<Sha256>(path, buf)
+/// SHA-256 of one file: read whole and kept when it is small and `kept` (bytes kept
+/// so far, shared by the hashing threads) leaves room under [`KEEP_BUDGET`], else
+/// streamed through the caller's buffer. Returns (hex digest, size, kept bytes).
+fn fingerprint(
+    path: &Path,
+    buf: &mut [u8],
+    kept: &AtomicU64,
+) -> Result<(String, u64, Option<Bytes>), LocalError> {
+    let io = |source| LocalError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let room = len <= KEEP_FILE_MAX
+        && kept
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| {
+                (k + len <= KEEP_BUDGET).then_some(k + len)
+            })
+            .is_ok();
+    if !room {
+        let (hex, size) = digest_reader::<Sha256>(&mut file, buf).map_err(io)?;
+        return Ok((hex, size, None));
+    }
+    // One byte more than announced, so a file that grew is still read to its end.
+    let mut bytes = Vec::with_capacity(len as usize + 1);
+    file.read_to_end(&mut bytes).map_err(io)?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    Ok((sha256, bytes.len() as u64, Some(Bytes::from(bytes))))
 }
 
 /// Streams a file through MD5 (what an S3 ETag of a single-part upload is); only
@@ -183,10 +274,18 @@ fn digest_with<D: Digest>(path: &Path, buf: &mut [u8]) -> Result<(String, u64), 
         source,
     };
     let mut file = std::fs::File::open(path).map_err(io)?;
+    digest_reader::<D>(&mut file, buf).map_err(io)
+}
+
+/// Streams a reader through a digest; returns (hex digest, size).
+fn digest_reader<D: Digest>(
+    reader: &mut impl Read,
+    buf: &mut [u8],
+) -> std::io::Result<(String, u64)> {
     let mut hasher = D::new();
     let mut size = 0u64;
     loop {
-        let n = file.read(buf).map_err(io)?;
+        let n = reader.read(buf)?;
         if n == 0 {
             break;
         }
@@ -224,6 +323,8 @@ mod tests {
             [".well-known/security.txt", "a b/ü+&=.txt", "index.html"]
         );
         assert_eq!(files[1].size, 0);
+        // Small files come with the bytes that were hashed.
+        assert_eq!(files[2].body.as_deref(), Some(&b"<html></html>"[..]));
         assert_eq!(
             files[1].sha256,
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

@@ -241,14 +241,28 @@ fn init_tracing(output: Output) {
     } else {
         "info"
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("UPLOADER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = std::env::var("UPLOADER_LOG")
+        .ok()
+        .map(|v| log_directives(&v))
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
+}
+
+/// `UPLOADER_LOG` as filter directives. A bare `debug` or `trace` means the uploader's
+/// own lines (per-phase timings, each file written), not the SDK's: those are six lines
+/// per request, and writing them would change the timings they are read for. Anything
+/// with a target (`debug,aws_smithy_runtime=debug`) is taken as it is.
+fn log_directives(value: &str) -> String {
+    match value.trim().to_ascii_lowercase().as_str() {
+        level @ ("debug" | "trace") => format!("warn,uploader={level}"),
+        _ => value.to_owned(),
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -346,8 +360,12 @@ async fn run_deploy(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
         )
         .into());
     };
+    let started = std::time::Instant::now();
     let stage = load_stage(global, &name)?;
+    tracing::debug!(ms = ms(started), "timing: configuration read");
+    let sdk = std::time::Instant::now();
     let clients = global.clients().await;
+    tracing::debug!(ms = ms(sdk), "timing: SDK set up");
     let mut opts = args.run.options(global);
     opts.verify = args.verify;
     // The flag wins over the stage's `[api] zip`.
@@ -361,7 +379,16 @@ async fn run_deploy(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
     let report = deploy::run_with_code(&clients, &stage, &args.dist, lambda_zip.as_deref(), &opts)
         .await
         .with_context(|| format!("deploy of stage `{}` failed", stage.name))?;
+    tracing::debug!(
+        ms = ms(started),
+        "timing: deploy done (process start not included)"
+    );
     print(global, &report)
+}
+
+/// Milliseconds since `t`, for the per-phase timings `UPLOADER_LOG=debug` prints.
+fn ms(t: std::time::Instant) -> f64 {
+    (t.elapsed().as_secs_f64() * 1e4).round() / 10.0
 }
 
 /// The command's result on stdout, as text or JSON.

@@ -241,7 +241,7 @@ mod tests {
                 sha256: format!("sha-{p}"),
                 size: 10,
                 headers: Default::default(),
-                source: Source::Bytes(vec![0; 10]),
+                source: Source::Bytes(vec![0; 10].into()),
             })
             .collect();
         let plan = plan::plan(

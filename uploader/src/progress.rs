@@ -1,6 +1,7 @@
 //! Progress for people and for CI: a bar on a terminal, a few plain lines otherwise.
 
 use std::io::IsTerminal;
+use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -52,4 +53,10 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// Milliseconds since `t` (to 0.1 ms), for the per-phase timings that
+/// `UPLOADER_LOG=debug` prints: where a run's time goes, without a profiler.
+pub fn ms(t: Instant) -> f64 {
+    (t.elapsed().as_secs_f64() * 1e4).round() / 10.0
 }
