@@ -152,6 +152,57 @@ fn parse_todos(v: &JsValue) -> Option<Vec<ServerTodo>> {
         .collect()
 }
 
+/// Todos per list request: the API's largest page, so most lists take one request.
+const PAGE_LIMIT: u16 = 1000;
+
+/// Most list pages followed (a million todos at [`PAGE_LIMIT`]).
+const MAX_PAGES: usize = 1000;
+
+/// A response header, read through `Reflect` like the JSON (no web-sys `Headers`
+/// binding needed). CORS lets the app see `Link` only because the API exposes it.
+fn header(response: &Response, name: &str) -> Option<String> {
+    let headers = Reflect::get(response, &JsValue::from_str("headers")).ok()?;
+    let get = Reflect::get(&headers, &JsValue::from_str("get"))
+        .ok()?
+        .dyn_into::<js_sys::Function>()
+        .ok()?;
+    get.call1(&headers, &JsValue::from_str(name))
+        .ok()?
+        .as_string()
+}
+
+/// The target of the `rel="next"` link in a `Link` header (RFC 8288):
+/// `<target>; rel="next"`, possibly among other links and parameters.
+fn next_target(link: &str) -> Option<&str> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.trim().strip_prefix('<')?.split_once('>')?;
+        let is_next = params.split(';').any(|param| {
+            let Some((name, value)) = param.split_once('=') else {
+                return false;
+            };
+            name.trim().eq_ignore_ascii_case("rel")
+                && value
+                    .trim()
+                    .trim_matches('"')
+                    .split_whitespace()
+                    .any(|rel| rel.eq_ignore_ascii_case("next"))
+        });
+        is_next.then_some(target)
+    })
+}
+
+/// `target` (relative or absolute) resolved against `base` by the browser's own
+/// `URL`, as RFC 3986 says; `None` when it is not a URL.
+fn resolve_url(target: &str, base: &str) -> Option<String> {
+    let url = Reflect::get(&js_sys::global(), &JsValue::from_str("URL"))
+        .ok()?
+        .dyn_into::<js_sys::Function>()
+        .ok()?;
+    let args = js_sys::Array::of2(&JsValue::from_str(target), &JsValue::from_str(base));
+    let resolved = Reflect::construct(&url, &args).ok()?;
+    str_field(&resolved, "href")
+}
+
 /// Client of the todo API at one base URL (from the runtime config).
 #[derive(Clone, Debug)]
 pub struct Api {
@@ -198,12 +249,35 @@ impl Api {
         })
     }
 
+    /// The whole list: the API answers it in pages, so this asks for the largest
+    /// page and follows each answer's `Link: <…>; rel="next"` until there is none.
     pub async fn list(&self) -> Result<Vec<ServerTodo>, ApiError> {
-        let response = self.call("GET", &self.url("/todos"), None).await?;
-        let body = json_body(&response)
-            .await
-            .ok_or(ApiError::BadResponse("list is not JSON"))?;
-        parse_todos(&body).ok_or(ApiError::BadResponse("list is not an array of todos"))
+        let mut url = self.url(&format!("/todos?limit={PAGE_LIMIT}"));
+        let mut todos = Vec::new();
+        // Bounded, so a server that links in a circle cannot hang the app.
+        for _ in 0..MAX_PAGES {
+            let response = self.call("GET", &url, None).await?;
+            let next = header(&response, "link")
+                .as_deref()
+                .and_then(next_target)
+                .map(|target| {
+                    let base = Some(response.url()).filter(|u| !u.is_empty());
+                    resolve_url(target, base.as_deref().unwrap_or(&url))
+                        .ok_or(ApiError::BadResponse("list page links to an invalid URL"))
+                })
+                .transpose()?;
+            let body = json_body(&response)
+                .await
+                .ok_or(ApiError::BadResponse("list is not JSON"))?;
+            todos.extend(
+                parse_todos(&body).ok_or(ApiError::BadResponse("list is not an array of todos"))?,
+            );
+            match next {
+                Some(next) => url = next,
+                None => return Ok(todos),
+            }
+        }
+        Err(ApiError::BadResponse("list has too many pages"))
     }
 
     pub async fn create(&self, title: &str) -> Result<ServerTodo, ApiError> {
@@ -239,8 +313,8 @@ impl Api {
             .map(drop)
     }
 
-    /// Toggle-all. The full list it returns is ignored: the UI already applied
-    /// the change, and replacing the list could drop todos still being created.
+    /// Toggle-all. Its answer (`{"updated": n}`) is ignored: the UI already
+    /// applied the change.
     pub async fn set_all_completed(&self, completed: bool) -> Result<(), ApiError> {
         let body = Object::new();
         set(&body, "completed", &JsValue::from_bool(completed));

@@ -472,3 +472,41 @@ async fn unreachable_api_on_first_load_shows_an_error() -> Result<()> {
     );
     Ok(())
 }
+
+/// More todos than one list page (the app asks for 1000 per page, the API's
+/// largest): the app follows the API's `Link: rel="next"` and shows them all.
+/// Seeded straight through the API, 16 requests at a time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_list_longer_than_one_page_is_shown_whole() -> Result<()> {
+    const N: usize = 1001;
+    let s = site().await?;
+    let client = reqwest::Client::new();
+    let url = format!("{}/dev/todos", s.stack.api.url);
+    let indices: Vec<usize> = (0..N).collect();
+    for chunk in indices.chunks(16) {
+        let mut batch = tokio::task::JoinSet::new();
+        for i in chunk {
+            let request = client
+                .post(&url)
+                .json(&serde_json::json!({ "title": format!("seeded {i}") }));
+            batch.spawn(async move { request.send().await });
+        }
+        while let Some(done) = batch.join_next().await {
+            let status = done??.status();
+            ensure!(status.as_u16() == 201, "seeding answered {status}");
+        }
+    }
+
+    s.browser.client.refresh().await?;
+    let b = &s.browser;
+    b.wait_for("input.new-todo").await?;
+    b.wait_js(&format!(
+        "document.querySelectorAll('.todo-list li').length === {N}"
+    ))
+    .await?;
+    let count = b
+        .js("return document.querySelector('.todo-count').textContent.trim()")
+        .await?;
+    ensure!(count == format!("{N} items left").as_str(), "{count}");
+    Ok(())
+}
