@@ -273,8 +273,9 @@ async fn execute(
     let stage = target.stage;
     let step = Instant::now();
     // Under the lock the manifest is authoritative; plan again from it (reusing the
-    // first pass's listing when the manifest has not changed since).
-    let (state, repaired, _) = load_state(
+    // first pass's listing when the manifest has not changed since). Every manifest
+    // write below is conditional on the version read here.
+    let (state, repaired, seen) = load_state(
         bucket,
         keys,
         stage,
@@ -283,6 +284,7 @@ async fn execute(
         Some(seen),
     )
     .await?;
+    let mut version = seen.version();
     let plan = plan_for(target, &state, opts)?;
     tracing::debug!(
         ms = ms(step),
@@ -314,7 +316,7 @@ async fn execute(
             kept.clone_from(owner);
         }
     }
-    write_state(bucket, keys, &marked).await?;
+    write_state(bucket, keys, &marked, &mut version).await?;
 
     // The release record, once per stage (its id is its content).
     if !state.history.iter().any(|h| h.release == target.release.id) {
@@ -354,7 +356,7 @@ async fn execute(
                 marked.blobs.insert(p.sha256.clone(), owner.clone());
             }
         }
-        write_state(bucket, keys, &marked).await?;
+        write_state(bucket, keys, &marked, &mut version).await?;
     }
     tracing::debug!(
         ms = ms(step),
@@ -442,7 +444,7 @@ async fn execute(
             (None, AliasRecord::Set(_)) => None,
         },
     });
-    write_state(bucket, keys, &next).await?;
+    write_state(bucket, keys, &next, &mut version).await?;
     tracing::debug!(ms = ms(step), "timing: manifest recorded");
     let blob_keys: Vec<String> = plan.blob_deletes.iter().map(|sha| keys.blob(sha)).collect();
     if !blob_keys.is_empty()

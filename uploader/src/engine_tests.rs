@@ -728,6 +728,50 @@ async fn lock_expiry_is_judged_by_the_servers_clock() {
     assert_eq!(w.current("dev"), w.dist_files());
 }
 
+/// Manifest writes are conditional on the version the run read: a run that lost the
+/// stage without noticing yet (another run wrote the manifest since) stops with exit 5
+/// and leaves the other run's manifest as it is.
+#[tokio::test]
+async fn a_manifest_written_by_another_run_is_never_overwritten() {
+    let w = World::new();
+    w.build("v1");
+    w.deploy("dev", &opts()).await.unwrap();
+    let stage = w.stage("dev");
+    let bucket = crate::store::Bucket::new(w.fakes.clients.s3.clone(), BUCKET);
+    let keys = crate::state::Keys::new("dev");
+    let (state, _, seen) = crate::manifest::load_state(&bucket, &keys, &stage, false, &[], None)
+        .await
+        .unwrap();
+    let mut version = seen.version();
+
+    // Another run takes the stage and records its own manifest.
+    let mut theirs = state.clone();
+    theirs.current = Some("r-theirs".into());
+    let theirs = serde_json::to_vec(&theirs).unwrap();
+    w.fakes.s3.insert(BUCKET, &keys.state(), &theirs);
+
+    let err = crate::manifest::write_state(&bucket, &keys, &state, &mut version)
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), exit::LOCKED, "{err}");
+    assert!(err.to_string().contains("written by another run"), "{err}");
+    assert_eq!(
+        w.fakes.s3.object(BUCKET, &keys.state()).unwrap().bytes,
+        theirs
+    );
+
+    // Its own writes chain: each is conditional on the one before.
+    let (state, _, seen) = crate::manifest::load_state(&bucket, &keys, &stage, false, &[], None)
+        .await
+        .unwrap();
+    let mut version = seen.version();
+    for _ in 0..3 {
+        crate::manifest::write_state(&bucket, &keys, &state, &mut version)
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_crashed_runs_marker_makes_the_next_run_list_and_repair() {
     let w = World::new();

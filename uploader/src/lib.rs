@@ -69,6 +69,12 @@ pub enum Error {
     /// Another run holds the stage.
     #[error(transparent)]
     Locked(lock::Held),
+    /// Another run wrote the stage's manifest while this one held the lock (it lost
+    /// the lock without noticing yet); this run stopped there.
+    #[error(
+        "stage `{stage}`'s manifest was written by another run while this run held the stage; this run stopped without overwriting it. Check `uploader status`, then run again"
+    )]
+    Overtaken { stage: String },
     /// `uploader doctor` found problems (the report says which, and how to fix them).
     #[error(
         "stage {stage}: {failed} of {total} checks failed (each is printed above with its fix)"
@@ -104,7 +110,7 @@ impl Error {
         match self {
             Error::Config(_) | Error::Local(_) | Error::Usage(_) => exit::CONFIG,
             Error::Plan(_) | Error::Release(_) => exit::REFUSED,
-            Error::Locked(_) => exit::LOCKED,
+            Error::Locked(_) | Error::Overtaken { .. } => exit::LOCKED,
             Error::Store(_) | Error::Cdn(_) => exit::DEPLOY,
             Error::Backend(e) => e.exit_code(),
             Error::Init(e) => e.exit_code(),

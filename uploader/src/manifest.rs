@@ -24,7 +24,22 @@ use crate::store::{Bucket, Listed, StoreError, is_plain_md5};
 pub struct Seen {
     stored: Option<StageState>,
     listing: Option<Vec<crate::store::Listed>>,
+    version: Version,
 }
+
+impl Seen {
+    /// The version of the manifest that was read, for [`write_state`].
+    pub fn version(&self) -> Version {
+        self.version.clone()
+    }
+}
+
+/// The version of a stage's manifest a run last read or wrote: its ETag, or `None`
+/// when there was no manifest. Every manifest write is conditional on it, so a run
+/// that lost the stage (its lock taken over before it noticed) cannot overwrite what
+/// the new holder wrote: its write fails instead.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Version(Option<String>);
 
 /// Reads the stage's manifest; lists the prefix instead of trusting it when asked to,
 /// when it is missing or unreadable, or when a crashed run left it marked.
@@ -40,16 +55,21 @@ pub async fn load_state(
     desired: &[Desired],
     earlier: Option<Seen>,
 ) -> Result<(StageState, usize, Seen), Error> {
-    let (stored, rebuild) = match bucket.get_bytes(&keys.state()).await? {
-        Some(bytes) => match parse_state(&bytes, stage) {
-            Ok(s) => (Some(s), false),
-            Err(e @ ReleaseError::UnreadableManifest { .. }) if verify => {
-                tracing::warn!(stage = %stage.name, "{e}; rebuilding it from a listing and the release records");
-                (None, true)
+    let (stored, rebuild, version) = match bucket.get_versioned(&keys.state()).await? {
+        Some((bytes, etag)) => {
+            // A manifest without an ETag cannot be written conditionally; the empty
+            // string makes that write fail loudly rather than overwrite blindly.
+            let version = Version(Some(etag.unwrap_or_default()));
+            match parse_state(&bytes, stage) {
+                Ok(s) => (Some(s), false, version),
+                Err(e @ ReleaseError::UnreadableManifest { .. }) if verify => {
+                    tracing::warn!(stage = %stage.name, "{e}; rebuilding it from a listing and the release records");
+                    (None, true, version)
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
-        },
-        None => (None, false),
+        }
+        None => (None, false, Version(None)),
     };
     let needs_listing = verify || stored.as_ref().is_none_or(|s| s.in_progress.is_some());
     let mut state = stored
@@ -63,6 +83,7 @@ pub async fn load_state(
             Seen {
                 stored,
                 listing: None,
+                version,
             },
         ));
     }
@@ -70,6 +91,7 @@ pub async fn load_state(
         Some(Seen {
             stored: before,
             listing: Some(listing),
+            ..
         }) if before == stored => listing,
         _ => bucket.list(&stage.prefix).await?,
     };
@@ -88,6 +110,7 @@ pub async fn load_state(
         Seen {
             stored,
             listing: Some(listing),
+            version,
         },
     ))
 }
@@ -347,15 +370,40 @@ async fn fill_missing_md5(state: &mut StageState, desired: &[Desired]) -> Result
     Ok(())
 }
 
+/// Writes the manifest if it is still the `version` this run read or wrote last, and
+/// moves `version` on; a manifest another run wrote since is
+/// [`Error::Overtaken`], and nothing is written.
 pub(crate) async fn write_state(
     bucket: &Bucket,
     keys: &Keys,
     state: &StageState,
+    version: &mut Version,
 ) -> Result<(), Error> {
     let body = serde_json::to_vec(state).unwrap_or_default();
-    bucket
-        .put_bytes(&keys.state(), body, &crate::store::json_record())
-        .await?;
+    let key = keys.state();
+    let written = match &version.0 {
+        Some(etag) => bucket.put_if_match(&key, body, etag).await?,
+        None => bucket
+            .put_if_absent(&key, body)
+            .await?
+            .then(|| None::<String>),
+    };
+    match written {
+        // A server that answers without an ETag leaves nothing to condition the next
+        // write on: read it back.
+        Some(Some(etag)) => version.0 = Some(etag),
+        Some(None) => {
+            version.0 = bucket
+                .get_versioned(&key)
+                .await?
+                .map(|(_, etag)| etag.unwrap_or_default());
+        }
+        None => {
+            return Err(Error::Overtaken {
+                stage: state.stage.clone(),
+            });
+        }
+    }
     Ok(())
 }
 

@@ -476,12 +476,22 @@ impl Bucket {
 
     /// Fetches a small object whole; `Ok(None)` when it does not exist.
     pub async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get_versioned(key).await?.map(|(bytes, _)| bytes))
+    }
+
+    /// [`Self::get_bytes`] with the version read (its ETag, normalised), for a later
+    /// write conditional on it.
+    pub async fn get_versioned(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, StoreError> {
         use futures::TryStreamExt;
         let Some(fetched) = self.get(key).await? else {
             return Ok(None);
         };
+        let etag = fetched.etag.as_deref().map(normalise_etag);
         let chunks: Vec<Bytes> = fetched.body.try_collect().await?;
-        Ok(Some(chunks.concat()))
+        Ok(Some((chunks.concat(), etag)))
     }
 
     /// Sends a large file in parts, one part in memory at a time, each with its own
