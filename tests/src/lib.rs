@@ -204,13 +204,35 @@ impl Stack {
         format!("{root}/{stage}")
     }
 
-    /// The todos the API holds for a stage (read directly, not through the proxy).
+    /// Every todo the API holds for a stage (read directly, not through the proxy),
+    /// following the list's `Link rel="next"` pages.
     pub async fn todos(&self, stage: &str) -> Result<Vec<serde_json::Value>> {
-        let v: serde_json::Value = reqwest::get(format!("{}/{stage}/todos", self.api.url))
-            .await?
-            .json()
-            .await?;
-        Ok(v.as_array().cloned().unwrap_or_default())
+        let base = format!("{}/{stage}/todos", self.api.url);
+        let mut url = format!("{base}?limit=1000");
+        let mut all = Vec::new();
+        loop {
+            let response = reqwest::get(&url).await?.error_for_status()?;
+            // The API links query-only (`<?limit=…&cursor=…>`), relative to the list.
+            let next = response
+                .headers()
+                .get("link")
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| l.split_once('<'))
+                .and_then(|(_, rest)| rest.split_once('>'))
+                .map(|(target, _)| {
+                    if target.starts_with("http") {
+                        target.to_owned()
+                    } else {
+                        format!("{base}{target}")
+                    }
+                });
+            let page: serde_json::Value = response.json().await?;
+            all.extend(page.as_array().cloned().unwrap_or_default());
+            match next {
+                Some(n) => url = n,
+                None => return Ok(all),
+            }
+        }
     }
 
     /// Runs `uploader <args>` and fails with its output unless it exits 0.
