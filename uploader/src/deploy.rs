@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use crate::api_code;
 use crate::apply::{self, Report, RunOptions, Target};
@@ -99,7 +100,12 @@ pub async fn run_with_code(
     };
     // A plain deploy reads the stage's manifest while `dist/` is hashed (see
     // `prefetch`); one that ships API code first reads it only under the lock.
+    // Small files' bytes are kept for the upload when the stage has no manifest yet
+    // (a first deploy sends every file), known within the first milliseconds of
+    // the scan; otherwise most files are unchanged and keeping them costs more than
+    // reading the few that changed again.
     let early;
+    let keep = Arc::new(AtomicBool::new(lambda_zip.is_some()));
     let clients = if lambda_zip.is_none() {
         let keys = state::Keys::new(&stage.name);
         early = Clients {
@@ -107,6 +113,7 @@ pub async fn run_with_code(
                 clients.s3.clone(),
                 &stage.bucket,
                 &keys.state(),
+                keep.clone(),
             )),
             ..clients.clone()
         };
@@ -115,7 +122,7 @@ pub async fn run_with_code(
         clients
     };
     let root = dist.to_owned();
-    let files = tokio::task::spawn_blocking(move || local::scan(&root))
+    let files = tokio::task::spawn_blocking(move || local::scan_keeping(&root, &keep))
         .await
         .map_err(|e| local::LocalError::Io {
             path: dist.to_owned(),

@@ -12,6 +12,7 @@
 //! Only the read-only first pass may use it (what a no-op or a dry run decides on):
 //! under the stage lock the engine reads the manifest again, from the server.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -35,11 +36,18 @@ pub struct Prefetched {
 }
 
 impl Prefetched {
-    /// Starts fetching `bucket/key` (the body read whole) on the current runtime.
-    pub fn start(inner: Arc<dyn ObjectApi>, bucket: &str, key: &str) -> Self {
+    /// Starts fetching `bucket/key` (the body read whole) on the current runtime;
+    /// sets `missing` as soon as the server says there is no such object.
+    pub fn start(
+        inner: Arc<dyn ObjectApi>,
+        bucket: &str,
+        key: &str,
+        missing: Arc<AtomicBool>,
+    ) -> Self {
         let (api, b, k) = (inner.clone(), bucket.to_owned(), key.to_owned());
         let early = tokio::spawn(async move {
             let Some(fetched) = api.get_object(&b, &k).await? else {
+                missing.store(true, Ordering::Relaxed);
                 return Ok(None);
             };
             let chunks: Vec<Bytes> = fetched.body.try_collect().await?;
