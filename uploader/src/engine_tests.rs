@@ -175,6 +175,26 @@ fn opts() -> RunOptions {
     }
 }
 
+/// Seconds since the epoch on this machine's clock.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl World {
+    /// Another run ("ci-7") holds dev's lock until `expires_at` (server seconds).
+    fn lock_dev_elsewhere(&self, expires_at: u64) {
+        let lock = format!(
+            r#"{{"token":"other","operation":"deploy","holder":"ci-7","acquiredAt":1,"expiresAt":{expires_at}}}"#
+        );
+        self.fakes
+            .s3
+            .insert(BUCKET, "_uploader/stages/dev/lock.json", lock.as_bytes());
+    }
+}
+
 fn code(r: Result<crate::apply::Report, Error>) -> u8 {
     match r {
         Ok(_) => 0,
@@ -670,17 +690,7 @@ async fn rollback_to_a_release_that_never_went_live_is_refused() {
 async fn a_stage_held_by_another_run_is_refused_with_exit_5_and_nothing_written() {
     let w = World::new();
     w.build("v1");
-    let until = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let lock = format!(
-        r#"{{"token":"other","operation":"deploy","holder":"ci-7","acquiredAt":1,"expiresAt":{until}}}"#
-    );
-    w.fakes
-        .s3
-        .insert(BUCKET, "_uploader/stages/dev/lock.json", lock.as_bytes());
+    w.lock_dev_elsewhere(unix_now() + 600);
     w.fakes.s3.clear_log();
     let err = w.deploy("dev", &RunOptions::default()).await.unwrap_err();
     assert_eq!(err.exit_code(), exit::LOCKED);
@@ -696,22 +706,10 @@ async fn a_stage_held_by_another_run_is_refused_with_exit_5_and_nothing_written(
 async fn lock_expiry_is_judged_by_the_servers_clock() {
     let w = World::new();
     w.build("v1");
-    let local = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let lock = |expires: u64| {
-        format!(
-            r#"{{"token":"other","operation":"deploy","holder":"ci-7","acquiredAt":1,"expiresAt":{expires}}}"#
-        )
-    };
+    let local = unix_now();
     // The server is an hour behind; the other run's lock has 10 minutes left on it.
     w.fakes.s3.set_clock_ahead(-3600);
-    w.fakes.s3.insert(
-        BUCKET,
-        "_uploader/stages/dev/lock.json",
-        lock(local - 3600 + 600).as_bytes(),
-    );
+    w.lock_dev_elsewhere(local - 3600 + 600);
     let err = w.deploy("dev", &RunOptions::default()).await.unwrap_err();
     assert_eq!(err.exit_code(), exit::LOCKED, "{err}");
     assert!(err.to_string().contains("expires in 6"), "{err}");
@@ -719,11 +717,7 @@ async fn lock_expiry_is_judged_by_the_servers_clock() {
 
     // The server is an hour ahead; the lock expired there a minute ago.
     w.fakes.s3.set_clock_ahead(3600);
-    w.fakes.s3.insert(
-        BUCKET,
-        "_uploader/stages/dev/lock.json",
-        lock(local + 3600 - 60).as_bytes(),
-    );
+    w.lock_dev_elsewhere(local + 3600 - 60);
     w.deploy("dev", &RunOptions::default()).await.unwrap();
     assert_eq!(w.current("dev"), w.dist_files());
 }
@@ -1054,17 +1048,7 @@ async fn rollback_records_the_code_of_the_release_it_restores() {
 async fn api_code_is_not_shipped_to_a_stage_another_run_holds() {
     let w = World::new();
     w.build("v1");
-    let until = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let lock = format!(
-        r#"{{"token":"other","operation":"deploy","holder":"ci-7","acquiredAt":1,"expiresAt":{until}}}"#
-    );
-    w.fakes
-        .s3
-        .insert(BUCKET, "_uploader/stages/dev/lock.json", lock.as_bytes());
+    w.lock_dev_elsewhere(unix_now() + 600);
     let err = w
         .deploy_with_code("dev", &w.zip("1"), &RunOptions::default())
         .await
