@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Renders bench/sync.sh's measurements as markdown: prints it and writes it to a file.
+"""Renders bench/sync.sh's measurements as markdown: prints it and writes it to a file
+(keeping the file's other sections, such as bench/lambda.sh's, after it).
 
   report.py RESULTS.tsv META.env OUT.md
 """
 
 import csv
+import statistics
 import sys
 
 TOOLS = [
@@ -19,6 +21,13 @@ SCENARIOS = [
     ("noop", "no-op redeploy"),
     ("change", "1% changed"),
     ("fresh", "fresh checkout (all mtimes new, 1% changed)"),
+]
+
+
+FLOORS = [
+    ("floor_put", "raw upload"),
+    ("floor_hash", "hashing"),
+    ("floor_get", "one request"),
 ]
 
 
@@ -75,14 +84,47 @@ def verdict(ok):
     return "met" if ok else ("not measurable" if ok is None else "**MISSED**")
 
 
+def collapse(rows):
+    """One row per (size, scenario, tool): the median of its runs' seconds when every
+    run succeeded (else the first run that did not), the first run's requests, and
+    every run's seconds in `runs`."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["size"], r["scenario"], r["tool"]), []).append(r)
+    cells = {}
+    for key, runs in groups.items():
+        bad = [r for r in runs if r["status"] != "ok"]
+        cell = dict(bad[0] if bad else runs[0])
+        if not bad:
+            cell["seconds"] = f"{statistics.median(float(r['seconds']) for r in runs):.3f}"
+        cell["runs"] = runs
+        cells[key] = cell
+    return cells
+
+
+def fmt_runs(cell):
+    """`0.31 (0.29 / 0.31 / 0.40)`: the median and every run, when there were several."""
+    if cell is None:
+        return "–"
+    runs = cell["runs"]
+    if cell["status"] != "ok":
+        return fmt_secs(cell, "?")
+    med = float(cell["seconds"])
+    if len(runs) == 1:
+        return f"{med:.3f}"
+    each = " / ".join(f"{float(r['seconds']):.3f}" for r in runs)
+    return f"{med:.3f} ({each})"
+
+
 def render(rows, meta):
     timeout = meta.get("timeout", "600")
-    cells = {(r["size"], r["scenario"], r["tool"]): r for r in rows}
+    cells = collapse(rows)
     sizes = []
     for r in rows:
         if r["size"] not in sizes:
             sizes.append(r["size"])
     tools = [(t, label) for t, label in TOOLS if any(r["tool"] == t for r in rows)]
+    reps = meta.get("reps", "1")
 
     out = []
     out.append("# Sync benchmark: uploader vs aws s3 sync, rclone, s3cmd on local s3s-fs")
@@ -93,11 +135,14 @@ def render(rows, meta):
         f"load average {meta.get('load_start', '?')} at the start, {meta.get('load_end', '?')} at the end "
         "(the machine is shared, so timings carry some noise)."
     )
-    out.append(f"Uploader: `target/release/uploader` built {meta.get('bin_built', '?')} from the working tree; "
+    out.append(f"Uploader: the release build of {meta.get('bin_built', '?')} from the working tree; "
                f"HEAD at run time {meta.get('commit', '?')}.")
     out.append("")
-    out.append("Seconds are wall time of the whole command; requests are HTTP requests the server received "
-               "during that command. A value in parentheses belongs to a run that did not succeed.")
+    out.append("Seconds are wall time of the whole command, the median of its runs (uploader and floors: "
+               f"{reps} runs per cell; peers: {meta.get('peer_reps', '1')} for no-op and 1% changed, "
+               f"{meta.get('peer_first_reps', '1')} for the first deploy, 1 for the fresh checkout); requests "
+               "are HTTP requests the server received during the first run. A value in parentheses belongs "
+               "to a run that did not succeed.")
     out.append("")
     header = "| scenario | files |" + "".join(f" {label} s | req |" for _, label in tools)
     out.append(header)
@@ -111,11 +156,21 @@ def render(rows, meta):
             out.append(line)
     out.append("")
 
+    floors = [f for f, _ in FLOORS if any(r["tool"] == f for r in rows)]
+    if floors:
+        out.extend(render_floors(cells, sizes))
+
     out.append("## Goals")
     out.append("")
+    out.append("Each ratio is of medians measured in this run.")
+    out.append("")
+    for size in sizes:
+        for line in floor_goals(cells, size):
+            out.append(line)
     goals = [
-        ("noop", "aws", 10, "no-op redeploy ≥ 10× faster than aws s3 sync"),
-        ("noop", "rclone", 3, "no-op redeploy ≥ 3× faster than rclone sync"),
+        ("noop", "aws", 20, "no-op redeploy ≥ 20× faster than aws s3 sync"),
+        ("noop", "rclone", 10, "no-op redeploy ≥ 10× faster than rclone sync"),
+        ("change", "aws", 10, "1% changed ≥ 10× faster than aws s3 sync"),
         ("first", "aws", 3, "first deploy ≥ 3× faster than aws s3 sync"),
     ]
     for scen, other, goal, text in goals:
@@ -138,7 +193,7 @@ def render(rows, meta):
             out.append(f"  - uploader error: `{meta.get('rss_error')}`")
     out.append("")
 
-    out.append("## Requests by method, and what each run did")
+    out.append("## Requests by method, and what each run did (first run of each cell)")
     out.append("")
     out.append("| files | scenario | tool | status | requests by method | 4xx/5xx | notes |")
     out.append("| --- | --- | --- | --- | --- | --- | --- |")
@@ -148,6 +203,7 @@ def render(rows, meta):
                 r = cells.get((size, scen, t))
                 if r is None:
                     continue
+                r = r["runs"][0]
                 status = r["status"] if r["status"] == "ok" else f"**{r['status']}** (exit {r['rc']})"
                 note = (r["note"] or "").replace("|", "\\|")
                 out.append(f"| {int(size):,} | {scen} | {label} | {status} | {r['methods'] or '–'} | {r['errors']} | {note} |")
@@ -237,14 +293,99 @@ def render(rows, meta):
     return "\n".join(out)
 
 
+def med(cells, size, scen, tool):
+    c = cells.get((size, scen, tool))
+    if c is None or c["status"] != "ok":
+        return None
+    return float(c["seconds"])
+
+
+def render_floors(cells, sizes):
+    """The uploader against the floors: what the work alone costs on the same server."""
+    out = ["## The uploader against its floors", ""]
+    out.append(
+        "Floors (`uploader/examples/floors.rs`, same SDK and crates, same run, same server and data): "
+        "**raw upload** PUTs every file once, 32 in flight, no hashing, no manifest, no ordering, into an "
+        "empty bucket; **hashing** walks the data set and SHA-256-hashes every file on every core; **one "
+        "request** is one GET of the uploader's manifest, SDK set-up included. Every figure is the median "
+        "of its runs (all runs in parentheses); each is a whole process, start-up included."
+    )
+    out.append("")
+    out.append("| scenario | files | uploader s | floor | floor s | uploader ÷ floor |")
+    out.append("| --- | --- | --- | --- | --- | --- |")
+    # The first deploy against the raw upload; no-op and 1% changed against hashing
+    # (their uploads, if any, are a few dozen small files), one request shown apart.
+    rows = [
+        ("first", "floor_put", "raw upload"),
+        ("noop", "floor_hash", "hashing"),
+        ("noop", "floor_get", "one request"),
+        ("change", "floor_hash", "hashing"),
+    ]
+    for size in sizes:
+        for scen, floor, flabel in rows:
+            slabel = dict(SCENARIOS)[scen]
+            u = med(cells, size, scen, "uploader")
+            f = med(cells, size, scen, floor)
+            line = f"| {slabel} | {int(size):,} | {fmt_runs(cells.get((size, scen, 'uploader')))} |"
+            line += f" {flabel} | {fmt_runs(cells.get((size, scen, floor)))} |"
+            line += f" **{u / f:.2f}×** |" if u and f and floor != "floor_get" else " – |"
+            out.append(line)
+    out.append("")
+    return out
+
+
+def floor_goals(cells, size):
+    out = []
+    u, put = med(cells, size, "first", "uploader"), med(cells, size, "first", "floor_put")
+    if u and put:
+        out.append(
+            f"- first deploy ≤ 1.25 × the raw-upload floor, {int(size):,} files: **{u / put:.2f}×** "
+            f"(uploader {u:.2f}s vs floor {put:.2f}s) — {verdict(u <= 1.25 * put)}"
+        )
+    u, hsh, get = (med(cells, size, "noop", t) for t in ("uploader", "floor_hash", "floor_get"))
+    if u and hsh and get:
+        bound = 1.5 * hsh + get
+        out.append(
+            f"- no-op ≤ 1.5 × the hashing floor + one request, {int(size):,} files: uploader **{u:.3f}s** vs "
+            f"1.5 × {hsh:.3f}s + {get:.3f}s = {bound:.3f}s (**{u / hsh:.2f}×** hashing) — {verdict(u <= bound)}"
+        )
+    return out
+
+
+# The sections `render` writes; any other `## ` section already in the output file
+# (bench/lambda.sh's and bench/app.sh's results, notes written by hand) is kept after
+# the new report instead of being lost.
+OWN_SECTIONS = ("The uploader against its floors", "Goals", "Requests by method", "Observations", "Set-up")
+
+
+def kept_sections(path):
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return ""
+    kept, keep = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("## "):
+            keep = not line[3:].startswith(OWN_SECTIONS)
+        elif line.startswith("# "):
+            keep = False
+        if keep:
+            kept.append(line)
+    return "".join(kept)
+
+
 def main(argv):
     if len(argv) != 3:
         print(__doc__, file=sys.stderr)
         return 2
     rows, meta = load(argv[0], argv[1])
     md = render(rows, meta)
+    kept = kept_sections(argv[2])
     with open(argv[2], "w") as f:
         f.write(md)
+        if kept:
+            f.write("\n" + kept)
     print(md)
     return 0
 

@@ -2,24 +2,38 @@
 # bench/sync.sh — the uploader against `aws s3 sync`, `rclone sync` and `s3cmd sync`,
 # all on ONE local s3s-fs server (127.0.0.1 only), in one run.
 #
-#   bench/sync.sh              # ~30-60 min on a 2-core machine; prints the table and
+#   bench/sync.sh              # ~15-25 min on a 2-core machine; prints the table and
 #                              # writes it to bench/results.md
 #
 # Knobs (environment; the defaults are the benchmark):
 #   BENCH_SIZES="2000 10000"   data sets (number of files)
 #   BENCH_TOOLS="uploader aws rclone rclone_checksum s3cmd"
+#   BENCH_REPS=3               runs of the uploader and the floors per cell (first,
+#                              noop, change); the report shows medians
+#   BENCH_PEER_REPS=3          runs of each peer's noop and change
+#   BENCH_PEER_FIRST_REPS=3    runs of each peer's first deploy (the slow ones)
+#   BENCH_FLOORS=1             0 skips the floors
+#   BENCH_FRESH=1              0 skips the fresh-checkout scenario (one run per tool)
 #   BENCH_CELL_TIMEOUT=600     seconds before one tool run is cut (reported as >600s)
 #   BENCH_RSS=1                0 skips the 1 GiB peak-RSS run
-#   BENCH_NO_BUILD=1           use the existing target/release/uploader as it is
+#   BENCH_NO_BUILD=1           use the existing release binaries as they are
 #   BENCH_RESULTS=FILE         where the markdown goes (default bench/results.md)
 #
 # Scenarios, per data set, every tool in its own bucket:
-#   first   first deploy into an empty bucket
+#   first   first deploy into an empty bucket (emptied again before each repeat)
 #   noop    the same files again (nothing changed, mtimes untouched)
 #   change  1% of the files rewritten in place (new content, new size, newer mtime);
-#           the other 99% keep their pinned mtime
+#           the other 99% keep their pinned mtime; each repeat rewrites another 1%
 #   fresh   another 1% rewritten AND every file's mtime set to now, as a fresh CI
 #           checkout does: tools that compare size+mtime see every file as changed
+#
+# Floors, in the same run on the same server and data (uploader/examples/floors.rs,
+# same SDK and crates, built in this workspace):
+#   floor_put   PUTs every file of the data set once into an empty bucket, 32 in
+#               flight, no hashing, no manifest, no ordering: the first deploy's floor
+#   floor_hash  walks the data set and SHA-256-hashes every file on every core: the
+#               no-op's floor (run in the noop and change scenarios)
+#   floor_get   one GET of the uploader's manifest, SDK set-up included: "one request"
 #
 # Requests are counted by the server: s3s-fs runs with RUST_LOG=s3s::service=debug,
 # which logs one `req:` event per HTTP request it receives; the log is emptied before
@@ -33,10 +47,14 @@ source scripts/env.sh
 
 SIZES=${BENCH_SIZES:-"2000 10000"}
 TOOLS=${BENCH_TOOLS:-"uploader aws rclone rclone_checksum s3cmd"}
+REPS=${BENCH_REPS:-3}
+PEER_REPS=${BENCH_PEER_REPS:-3}
+PEER_FIRST_REPS=${BENCH_PEER_FIRST_REPS:-3}
+DO_FLOORS=${BENCH_FLOORS:-1}
+DO_FRESH=${BENCH_FRESH:-1}
 CELL_TIMEOUT=${BENCH_CELL_TIMEOUT:-600}
 DO_RSS=${BENCH_RSS:-1}
 RESULTS=${BENCH_RESULTS:-$root/bench/results.md}
-SCENARIOS="first noop change fresh"
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
@@ -63,14 +81,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
-if [ "${BENCH_NO_BUILD:-0}" = 1 ] && [ -x target/release/uploader ]; then
-  log "using the existing target/release/uploader (BENCH_NO_BUILD=1)"
+tdir=${CARGO_TARGET_DIR:-$root/target}
+UPLOADER=$tdir/release/uploader
+FLOORS=$tdir/release/examples/floors
+if [ "${BENCH_NO_BUILD:-0}" = 1 ] && [ -x "$UPLOADER" ] && [ -x "$FLOORS" ]; then
+  log "using the existing $UPLOADER and $FLOORS (BENCH_NO_BUILD=1)"
 else
-  log "cargo build --release -p uploader (a no-op when it is up to date)"
-  cargo build --release -p uploader
+  log "cargo build --release -p uploader --bin uploader --example floors (a no-op when up to date)"
+  cargo build --release -p uploader --bin uploader --example floors
 fi
-UPLOADER=$root/target/release/uploader
 [ -x "$UPLOADER" ] || die "no $UPLOADER after the build"
+[ -x "$FLOORS" ] || die "no $FLOORS after the build"
+FLOOR_TOOLS=""
+[ "$DO_FLOORS" = 1 ] && FLOOR_TOOLS="floor_put floor_hash floor_get"
 
 # ---------------------------------------------------------------- temp dir, clean-up
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-sync.XXXXXX")
@@ -107,7 +130,7 @@ srvlog=$tmp/s3s-fs.log
 mkdir -p "$s3root"
 bucket() { printf 'bench-%s-%s' "${1//_/-}" "$2"; } # bucket TOOL SIZE
 for n in $SIZES; do
-  for t in $TOOLS; do mkdir -p "$s3root/$(bucket "$t" "$n")"; done
+  for t in $TOOLS $FLOOR_TOOLS; do mkdir -p "$s3root/$(bucket "$t" "$n")"; done
 done
 mkdir -p "$s3root/bench-uploader-rss"
 
@@ -137,13 +160,14 @@ log "s3s-fs $(s3s-fs --version | awk '{print $2}') on $ENDPOINT, root $s3root"
 
 export AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY=$SK AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 
-# uploader: one stage per data set, each in its own bucket.
+# uploader: one stage per data set, each in its own bucket, under `site/` (a stage
+# needs a folder of its own: the bucket root holds the uploader's records).
 upcfg=$tmp/uploader.toml
 {
   for n in $SIZES; do
-    printf '[stages.bench%s]\nbucket = "%s"\nprefix = ""\napi_base = "http://127.0.0.1:1/bench"\n\n' "$n" "$(bucket uploader "$n")"
+    printf '[stages.bench%s]\nbucket = "%s"\nprefix = "site/"\napi_base = "http://127.0.0.1:1/bench"\n\n' "$n" "$(bucket uploader "$n")"
   done
-  printf '[stages.rss]\nbucket = "bench-uploader-rss"\nprefix = ""\napi_base = "http://127.0.0.1:1/bench"\n'
+  printf '[stages.rss]\nbucket = "bench-uploader-rss"\nprefix = "site/"\napi_base = "http://127.0.0.1:1/bench"\n'
 } >"$upcfg"
 
 # rclone: an s3 remote named "bench", entirely from the environment.
@@ -174,12 +198,15 @@ tool_cmd() { # tool_cmd TOOL DIR BUCKET SIZE -> sets CMD
     rclone) CMD=(rclone --config "$tmp/rclone.conf" sync "$2" "bench:$3") ;;
     rclone_checksum) CMD=(rclone --config "$tmp/rclone.conf" sync --checksum "$2" "bench:$3") ;;
     s3cmd) CMD=(s3cmd -c "$s3cfg" sync --delete-removed --no-progress "$2/" "s3://$3/") ;;
+    floor_put) CMD=(env "AWS_ENDPOINT_URL=$ENDPOINT" "$FLOORS" put "$2" "$3") ;;
+    floor_hash) CMD=("$FLOORS" hash "$2") ;;
+    floor_get) CMD=(env "AWS_ENDPOINT_URL=$ENDPOINT" "$FLOORS" get "$(bucket uploader "$4")" "_uploader/stages/bench$4/state.json") ;;
     *) die "unknown tool $1" ;;
   esac
 }
 
 results=$tmp/results.tsv
-printf 'size\tscenario\ttool\tseconds\trc\tstatus\trequests\tmethods\terrors\tnote\n' >"$results"
+printf 'size\tscenario\ttool\trep\tseconds\trc\tstatus\trequests\tmethods\terrors\tnote\n' >"$results"
 mkdir -p "$tmp/out"
 
 # "GET 1, PUT 200, PUT-copy 3": the requests in the server log, by method; a PUT with
@@ -195,17 +222,17 @@ method_counts() {
 }
 
 # Runs one cell; appends a row to $results.
-run_cell() { # run_cell TOOL SIZE SCENARIO DIR
-  local tool=$1 n=$2 scen=$3 dir=$4 b rc=0 t0 t1 secs status reqs methods errors note=""
+run_cell() { # run_cell TOOL SIZE SCENARIO DIR REP
+  local tool=$1 n=$2 scen=$3 dir=$4 r=${5:-1} b rc=0 t0 t1 secs status reqs methods errors note=""
   b=$(bucket "$tool" "$n")
   tool_cmd "$tool" "$dir" "$b" "$n"
-  local out=$tmp/out/$n-$scen-$tool
+  local out=$tmp/out/$n-$scen-$tool-$r
   : >"$srvlog"
   t0=$(date +%s.%N)
   timeout -k 10 "$CELL_TIMEOUT" "${CMD[@]}" >"$out.stdout" 2>"$out.stderr" || rc=$?
   t1=$(date +%s.%N)
   sleep 0.5 # let the server log the last responses
-  secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+  secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
   reqs=$(grep -c 's3s::service: req:' "$srvlog" || true)
   methods=$(method_counts)
   errors=$( (grep -o 'resp: Response { status: [0-9]*' "$srvlog" || true) | awk '$NF >= 400' | wc -l)
@@ -225,8 +252,33 @@ run_cell() { # run_cell TOOL SIZE SCENARIO DIR
   if [ "$tool" = uploader ] && [ "$status" = ok ]; then
     note=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("uploaded %d, updated %d, unchanged %d, deleted %d, preserved %d" % (r["uploaded"], r["updated"], r["unchanged"], r["deleted"], r["preserved"]))' "$out.stdout" 2>/dev/null || true)
   fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$scen" "$tool" "$secs" "$rc" "$status" "$reqs" "$methods" "$errors" "$note" >>"$results"
-  log "$(printf '%-6s %-7s %-16s %8ss %7s req  %s  %s' "$n" "$scen" "$tool" "$secs" "$reqs" "$status" "$methods")"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$scen" "$tool" "$r" "$secs" "$rc" "$status" "$reqs" "$methods" "$errors" "$note" >>"$results"
+  log "$(printf '%-6s %-7s %-16s #%s %8ss %7s req  %s  %s' "$n" "$scen" "$tool" "$r" "$secs" "$reqs" "$status" "$methods")"
+}
+
+# How many runs TOOL gets in SCENARIO.
+reps_for() { # reps_for TOOL SCENARIO
+  case $1:$2 in
+    uploader:* | floor_*:*) echo "$REPS" ;;
+    *:first) echo "$PEER_FIRST_REPS" ;;
+    *) echo "$PEER_REPS" ;;
+  esac
+}
+
+# The floor tools named, when floors are on.
+floors() { if [ "$DO_FLOORS" = 1 ]; then echo "$@"; fi; }
+
+# Empties a tool's bucket. s3s-fs keeps a bucket as a folder of files, and each
+# object's metadata beside the buckets as `.bucket-<name>.object-<key>.*.json` (names
+# in unpadded URL-safe base64): both go, or the root folder grows with every repeat
+# and slows every later run.
+empty_bucket() { # empty_bucket TOOL SIZE
+  local b enc
+  b=$(bucket "$1" "$2")
+  rm -rf "${s3root:?}/$b"
+  mkdir -p "$s3root/$b"
+  enc=$(printf '%s' "$b" | base64 -w0 | tr '+/' '-_' | tr -d '=')
+  find "$s3root" -maxdepth 1 -name ".bucket-$enc.object-*" -delete
 }
 
 # ---------------------------------------------------------------- machine facts
@@ -241,6 +293,9 @@ meta=$tmp/meta.env
   echo "commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- uploader 2>/dev/null || echo ' (uploader/ has uncommitted changes)')"
   echo "bin_built=$(date -u -r "$UPLOADER" '+%Y-%m-%d %H:%M UTC')"
   echo "v_uploader=$("$UPLOADER" --version)"
+  echo "reps=$REPS"
+  echo "peer_reps=$PEER_REPS"
+  echo "peer_first_reps=$PEER_FIRST_REPS"
   echo "v_aws=$(aws --version 2>&1 | awk '{print $1, $2, $4}')"
   echo "v_rclone=$(rclone version 2>/dev/null | head -n 1)"
   echo "v_s3cmd=$(s3cmd --version)"
@@ -255,19 +310,41 @@ for n in $SIZES; do
   log "data set $n: generating"
   $G gen "$data" "$n"
   echo "stats_$n=$($G stats "$data")" >>"$meta"
-  for scen in $SCENARIOS; do
-    case $scen in
-      change) log "data set $n: rewriting $($G modify "$data" 0) files (1%)" ;;
-      fresh)
-        log "data set $n: rewriting $($G modify "$data" 50) other files (1%), then touching every mtime"
-        sleep 1.1 # "now" is strictly later than every earlier upload
-        $G touch "$data"
-        ;;
-    esac
-    for t in $TOOLS; do
-      run_cell "$t" "$n" "$scen" "$data"
+  # Every repeat runs every tool once, in turn, so noise from the shared machine falls
+  # on all of them alike.
+  max=$REPS
+  [ "$PEER_FIRST_REPS" -gt "$max" ] && max=$PEER_FIRST_REPS
+  for r in $(seq 1 "$max"); do
+    for t in $TOOLS $(floors floor_put); do
+      [ "$r" -le "$(reps_for "$t" first)" ] || continue
+      empty_bucket "$t" "$n"
+      run_cell "$t" "$n" first "$data" "$r"
     done
   done
+  max=$REPS
+  [ "$PEER_REPS" -gt "$max" ] && max=$PEER_REPS
+  for r in $(seq 1 "$max"); do
+    for t in $TOOLS $(floors floor_hash floor_get); do
+      [ "$r" -le "$(reps_for "$t" noop)" ] || continue
+      run_cell "$t" "$n" noop "$data" "$r"
+    done
+  done
+  for r in $(seq 1 "$max"); do
+    # Offsets 0, 1, 2 …: each repeat rewrites another 1% (50 is the fresh scenario's).
+    log "data set $n: rewriting $($G modify "$data" "$((r - 1))") files (1%), repeat $r"
+    for t in $TOOLS $(floors floor_hash); do
+      [ "$r" -le "$(reps_for "$t" change)" ] || continue
+      run_cell "$t" "$n" change "$data" "$r"
+    done
+  done
+  if [ "$DO_FRESH" = 1 ]; then
+    log "data set $n: rewriting $($G modify "$data" 50) other files (1%), then touching every mtime"
+    sleep 1.1 # "now" is strictly later than every earlier upload
+    $G touch "$data"
+    for t in $TOOLS; do
+      run_cell "$t" "$n" fresh "$data" 1
+    done
+  fi
   rm -rf "$data"
 done
 
