@@ -386,7 +386,7 @@ pub(crate) async fn write_state(
         None => bucket
             .put_if_absent(&key, body)
             .await?
-            .then(|| None::<String>),
+            .then_some(None::<String>),
     };
     match written {
         // A server that answers without an ETag leaves nothing to condition the next
