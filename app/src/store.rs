@@ -36,10 +36,15 @@ pub struct Row {
     /// The server's id; `None` while the create is in flight.
     pub id: RwSignal<Option<String>>,
     pub title: RwSignal<String>,
+    /// Written only through `Store::mark`, which also notifies the counts.
     pub completed: RwSignal<bool>,
 }
 
 impl Row {
+    /// Rows are made by the first load (in the app's scope) and by the new-todo
+    /// input, both as long-lived as the page; their signals are disposed of
+    /// explicitly once a removal is final (see `Store::forget`), never with
+    /// whichever row view happens to be showing them.
     fn new(todo: Todo) -> Self {
         Row {
             uid: todo.uid,
@@ -86,10 +91,14 @@ pub struct Store {
     pub error: RwSignal<Option<String>>,
     /// True until the first GET has answered (either way).
     pub loading: RwSignal<bool>,
+    /// Notified after any row's `completed` changes. The counts and a filtered
+    /// list track this one trigger and read the rows untracked: subscribing a
+    /// memo to each of 1,000 rows costs more on every toggle (re-subscribing
+    /// all of them) than reading 1,000 booleans does.
+    /// (A plain `bool` signal that flips, rather than a `Trigger`: the same
+    /// notifications, and `RwSignal<bool>`'s code is in the bundle already.)
+    pub completed_changed: RwSignal<bool>,
     api: StoredValue<Api>,
-    /// The owner of every row's signals: the app's, whichever handler or task
-    /// creates the row, so a row outlives the view that happened to add it.
-    owner: StoredValue<Owner>,
 }
 
 impl Store {
@@ -98,8 +107,8 @@ impl Store {
             todos: RwSignal::new(Vec::new()),
             error: RwSignal::new(None),
             loading: RwSignal::new(true),
+            completed_changed: RwSignal::new(false),
             api: StoredValue::new(api),
-            owner: StoredValue::new(Owner::current().unwrap_or_default()),
         }
     }
 
@@ -113,11 +122,13 @@ impl Store {
         self.error.try_set(Some(message));
     }
 
-    fn row(self, todo: Todo) -> Row {
-        match self.owner.try_get_value() {
-            Some(owner) => owner.with(|| Row::new(todo)),
-            None => Row::new(todo),
+    /// Every write of a row's `completed` goes through here (see
+    /// [`Store::completed_changed`]).
+    fn mark(self, rows: &[Row], completed: bool) {
+        for row in rows {
+            row.completed.try_set(completed);
         }
+        self.completed_changed.update(|flip| *flip = !*flip);
     }
 
     /// Frees the signals of rows that are gone for good (their removal is
@@ -152,7 +163,7 @@ impl Store {
             match self.api().list().await {
                 Ok(list) => {
                     let make = |s: ServerTodo| {
-                        self.row(Todo {
+                        Row::new(Todo {
                             uid: next_uid(),
                             id: Some(s.id),
                             title: s.title,
@@ -187,7 +198,7 @@ impl Store {
         if duplicate {
             return false;
         }
-        let row = self.row(Todo {
+        let row = Row::new(Todo {
             uid: next_uid(),
             id: None,
             title: title.clone(),
@@ -222,7 +233,7 @@ impl Store {
                 Ok(()) => Self::forget(vec![row]),
                 Err(e) => {
                     row.title.try_set(server.title);
-                    row.completed.try_set(server.completed);
+                    self.mark(&[row], server.completed);
                     self.todos.try_update(|l| {
                         let end = l.len();
                         model::reinsert(l, end, row)
@@ -239,7 +250,7 @@ impl Store {
         if let Err(e) = api.update(&server.id, &patch).await {
             // The server keeps its version; show that one.
             row.title.try_set(server.title);
-            row.completed.try_set(server.completed);
+            self.mark(&[row], server.completed);
             self.report(e);
         }
     }
@@ -248,7 +259,7 @@ impl Store {
         if row.completed.try_get_untracked() != Some(!completed) {
             return;
         }
-        row.completed.set(completed);
+        self.mark(&[row], completed);
         // Pending: synced by `created`.
         let Some(id) = row.id.get_untracked() else {
             return;
@@ -259,7 +270,7 @@ impl Store {
                 completed: Some(completed),
             };
             if let Err(e) = self.api().update(&id, &patch).await {
-                row.completed.try_set(!completed);
+                self.mark(&[row], !completed);
                 self.report(e);
             }
         });
@@ -323,14 +334,10 @@ impl Store {
         if changed.is_empty() {
             return;
         }
-        for row in &changed {
-            row.completed.set(completed);
-        }
+        self.mark(&changed, completed);
         spawn_local(async move {
             if let Err(e) = self.api().set_all_completed(completed).await {
-                for row in changed {
-                    row.completed.try_set(!completed);
-                }
+                self.mark(&changed, !completed);
                 self.report(e);
             }
         });

@@ -35,12 +35,13 @@ pub fn TodoApp(api: Api) -> impl IntoView {
     store.load();
 
     let filter = use_hash_filter();
-    // Reads every row's `completed`, so it re-runs on any toggle: O(n) signal
-    // reads, no allocation, and only the footer and toggle-all depend on it.
+    // Re-runs on any toggle: O(n) untracked reads, no allocation, and only the
+    // footer and toggle-all depend on it (see `Store::completed_changed`).
     let counts = Memo::new(move |_| {
+        store.completed_changed.track();
         store
             .todos
-            .with(|l| model::counts(l.iter().map(|r| r.completed.get())))
+            .with(|l| model::counts(l.iter().map(|r| r.completed.get_untracked())))
     });
     let is_empty = move || store.todos.with(Vec::is_empty);
     let all_done = move || {
@@ -48,20 +49,23 @@ pub fn TodoApp(api: Api) -> impl IntoView {
         active == 0 && done > 0
     };
     // Under "All" nothing but the list itself is read, so a toggle there does
-    // not even re-run this; under a filter it subscribes to each `completed`.
-    let visible = Memo::new(move |_| {
+    // not even re-run this; under a filter any toggle re-runs it (O(n)).
+    // A plain closure, not a memo: `<For>` runs it in an effect of its own and
+    // diffs by key, and a memo's extra equality check bought nothing but bytes.
+    let visible = move || {
         let f = filter.get();
         store.todos.with(|l| {
             if f == Filter::All {
                 l.clone()
             } else {
+                store.completed_changed.track();
                 l.iter()
-                    .filter(|r| f.accepts(r.completed.get()))
+                    .filter(|r| f.accepts(r.completed.get_untracked()))
                     .copied()
                     .collect::<Vec<Row>>()
             }
         })
-    });
+    };
 
     view! {
         <section class="todoapp">
@@ -83,7 +87,7 @@ pub fn TodoApp(api: Api) -> impl IntoView {
                 />
                 <label for="toggle-all">"Mark all as complete"</label>
                 <ul class="todo-list">
-                    <For each=move || visible.get() key=|row| row.uid children=move |row| view! { <TodoItem row /> } />
+                    <For each=visible key=|row| row.uid children=move |row| view! { <TodoItem row /> } />
                 </ul>
             </section>
             <Show when=move || store.loading.get()>
