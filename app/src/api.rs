@@ -1,15 +1,18 @@
 //! All HTTP of the app: the runtime config and the todo API.
 //!
-//! Uses the browser's `fetch` through web-sys directly and reads/writes JSON
-//! with the browser's own `JSON` object (`js_sys::JSON` + `Reflect`) instead of
+//! Requests go through gloo-net's `fetch` wrapper (its `http` feature only), so
+//! no request plumbing is hand-written here. JSON is read and written with the
+//! browser's own `JSON` object (`js_sys::JSON` + `Reflect`) instead of
 //! serde/serde_json: the handful of fields we need do not justify shipping a
-//! JSON parser in the wasm bundle.
+//! JSON parser in the wasm bundle (which is also why gloo-net's `json` feature
+//! is off).
 use std::fmt;
 
+use gloo_net::http::{Request, RequestBuilder, Response};
 use js_sys::{JSON, Object, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{Request, RequestCache, RequestInit, Response};
+use web_sys::RequestCache;
 
 use crate::config::{Config, ConfigError};
 use crate::model::{Patch, ServerTodo};
@@ -80,56 +83,64 @@ fn str_field(obj: &JsValue, key: &str) -> Option<String> {
     field(obj, key).and_then(|v| v.as_string())
 }
 
-/// Issues one request. `Err` only when there was no HTTP answer at all.
-async fn fetch(method: &str, url: &str, body: Option<&JsValue>) -> Result<Response, String> {
-    let window = web_sys::window().ok_or("no window")?;
-    let init = RequestInit::new();
-    init.set_method(method);
-    if let Some(body) = body {
-        let json = JSON::stringify(body).map_err(|e| js_error_text(&e))?;
-        init.set_body(&json);
-        let headers = Object::new();
-        set(
-            &headers,
-            "Content-Type",
-            &JsValue::from_str("application/json"),
-        );
-        init.set_headers(&headers);
+/// The text of a failed request (e.g. "Failed to fetch"), for the messages.
+/// Not `to_string()`: that would bring the Display of every gloo-net error,
+/// serde_json's included, into the bundle.
+fn gloo_error_text(err: gloo_net::Error) -> String {
+    match err {
+        gloo_net::Error::JsError(e) => e.message,
+        gloo_net::Error::GlooError(message) => message,
+        // Only with gloo-net's `json` feature (on for leptos's server_fn, not
+        // used here): a serde error, which no call of this module can cause.
+        #[allow(unreachable_patterns)]
+        _ => "unexpected response".to_owned(),
     }
-    // The list must never come from a cache: other tabs/devices change it.
-    init.set_cache(RequestCache::NoStore);
-    let request = Request::new_with_str_and_init(url, &init).map_err(|e| js_error_text(&e))?;
-    let response = JsFuture::from(window.fetch_with_request(&request))
-        .await
-        .map_err(|e| js_error_text(&e))?;
-    response
-        .dyn_into::<Response>()
-        .map_err(|_| "fetch did not return a Response".to_owned())
 }
 
-/// The parsed JSON body, or `None` if it is missing or not JSON.
-async fn json_body(response: &Response) -> Option<JsValue> {
-    let promise = response.json().ok()?;
+/// Sends one API request, `body` as JSON. `Err` only when there was no HTTP
+/// answer at all.
+async fn send(request: RequestBuilder, body: Option<&JsValue>) -> Result<Response, String> {
+    // The list must never come from a cache: other tabs/devices change it.
+    let request = request.cache(RequestCache::NoStore);
+    let sent = match body {
+        Some(body) => {
+            let json = JSON::stringify(body).map_err(|e| js_error_text(&e))?;
+            request
+                .header("Content-Type", "application/json")
+                .body(json)
+                .map_err(gloo_error_text)?
+                .send()
+                .await
+        }
+        None => request.send().await,
+    };
+    sent.map_err(gloo_error_text)
+}
+
+/// The parsed JSON body, or `None` if it is missing or not JSON. Parsed by the
+/// browser straight from the response, never copied into wasm as text.
+async fn json_body(response: Response) -> Option<JsValue> {
+    let promise = web_sys::Response::from(response).json().ok()?;
     JsFuture::from(promise).await.ok()
 }
 
 /// Loads `config.json` from next to the page. The URL is relative on purpose:
-/// the same bundle is served under different path prefixes per stage.
+/// the same bundle is served under different path prefixes per stage. The
+/// default cache mode (the file is served `no-cache`, so it is revalidated
+/// anyway) lets this request take over the `<link rel="preload">` of
+/// `index.html`, which started it before the wasm had even loaded.
 pub async fn load_config() -> Result<Config, ConfigError> {
-    let response = fetch("GET", "config.json", None)
+    let response = Request::get("config.json")
+        .send()
         .await
-        .map_err(ConfigError::Network)?;
+        .map_err(|e| ConfigError::Network(gloo_error_text(e)))?;
     if !response.ok() {
         return Err(ConfigError::Http(response.status()));
     }
-    let text_promise = response
+    let text = response
         .text()
-        .map_err(|e| ConfigError::Network(js_error_text(&e)))?;
-    let text = JsFuture::from(text_promise)
         .await
-        .map_err(|e| ConfigError::Network(js_error_text(&e)))?
-        .as_string()
-        .unwrap_or_default();
+        .map_err(|e| ConfigError::Network(gloo_error_text(e)))?;
     let json = JSON::parse(&text).map_err(|e| ConfigError::InvalidJson(js_error_text(&e)))?;
     Config::from_fields(str_field(&json, "stage"), str_field(&json, "apiBase"))
 }
@@ -158,19 +169,6 @@ const PAGE_LIMIT: u16 = 1000;
 /// Most list pages followed (a million todos at [`PAGE_LIMIT`]).
 const MAX_PAGES: usize = 1000;
 
-/// A response header, read through `Reflect` like the JSON (no web-sys `Headers`
-/// binding needed). CORS lets the app see `Link` only because the API exposes it.
-fn header(response: &Response, name: &str) -> Option<String> {
-    let headers = Reflect::get(response, &JsValue::from_str("headers")).ok()?;
-    let get = Reflect::get(&headers, &JsValue::from_str("get"))
-        .ok()?
-        .dyn_into::<js_sys::Function>()
-        .ok()?;
-    get.call1(&headers, &JsValue::from_str(name))
-        .ok()?
-        .as_string()
-}
-
 /// The target of the `rel="next"` link in a `Link` header (RFC 8288):
 /// `<target>; rel="next"`, possibly among other links and parameters.
 fn next_target(link: &str) -> Option<&str> {
@@ -194,13 +192,9 @@ fn next_target(link: &str) -> Option<&str> {
 /// `target` (relative or absolute) resolved against `base` by the browser's own
 /// `URL`, as RFC 3986 says; `None` when it is not a URL.
 fn resolve_url(target: &str, base: &str) -> Option<String> {
-    let url = Reflect::get(&js_sys::global(), &JsValue::from_str("URL"))
-        .ok()?
-        .dyn_into::<js_sys::Function>()
-        .ok()?;
-    let args = js_sys::Array::of2(&JsValue::from_str(target), &JsValue::from_str(base));
-    let resolved = Reflect::construct(&url, &args).ok()?;
-    str_field(&resolved, "href")
+    web_sys::Url::new_with_base(target, base)
+        .ok()
+        .map(|url| url.href())
 }
 
 /// Client of the todo API at one base URL (from the runtime config).
@@ -232,21 +226,18 @@ impl Api {
     /// the API's `message` when the body has one.
     async fn call(
         &self,
-        method: &str,
-        url: &str,
+        request: RequestBuilder,
         body: Option<&JsValue>,
     ) -> Result<Response, ApiError> {
-        let response = fetch(method, url, body).await.map_err(ApiError::Network)?;
+        let response = send(request, body).await.map_err(ApiError::Network)?;
         if response.ok() {
             return Ok(response);
         }
-        let message = json_body(&response)
+        let status = response.status();
+        let message = json_body(response)
             .await
             .and_then(|b| str_field(&b, "message"));
-        Err(ApiError::Http {
-            status: response.status(),
-            message,
-        })
+        Err(ApiError::Http { status, message })
     }
 
     /// The whole list: the API answers it in pages, so this asks for the largest
@@ -256,8 +247,11 @@ impl Api {
         let mut todos = Vec::new();
         // Bounded, so a server that links in a circle cannot hang the app.
         for _ in 0..MAX_PAGES {
-            let response = self.call("GET", &url, None).await?;
-            let next = header(&response, "link")
+            let response = self.call(Request::get(&url), None).await?;
+            // CORS lets the app see `Link` only because the API exposes it.
+            let next = response
+                .headers()
+                .get("link")
                 .as_deref()
                 .and_then(next_target)
                 .map(|target| {
@@ -266,7 +260,7 @@ impl Api {
                         .ok_or(ApiError::BadResponse("list page links to an invalid URL"))
                 })
                 .transpose()?;
-            let body = json_body(&response)
+            let body = json_body(response)
                 .await
                 .ok_or(ApiError::BadResponse("list is not JSON"))?;
             todos.extend(
@@ -283,8 +277,10 @@ impl Api {
     pub async fn create(&self, title: &str) -> Result<ServerTodo, ApiError> {
         let body = Object::new();
         set(&body, "title", &JsValue::from_str(title));
-        let response = self.call("POST", &self.url("/todos"), Some(&body)).await?;
-        let body = json_body(&response)
+        let response = self
+            .call(Request::post(&self.url("/todos")), Some(&body))
+            .await?;
+        let body = json_body(response)
             .await
             .ok_or(ApiError::BadResponse("created todo is not JSON"))?;
         parse_todo(&body).ok_or(ApiError::BadResponse(
@@ -302,13 +298,13 @@ impl Api {
         if let Some(completed) = patch.completed {
             set(&body, "completed", &JsValue::from_bool(completed));
         }
-        self.call("PATCH", &self.todo_url(id), Some(&body))
+        self.call(Request::patch(&self.todo_url(id)), Some(&body))
             .await
             .map(drop)
     }
 
     pub async fn delete(&self, id: &str) -> Result<(), ApiError> {
-        self.call("DELETE", &self.todo_url(id), None)
+        self.call(Request::delete(&self.todo_url(id)), None)
             .await
             .map(drop)
     }
@@ -318,13 +314,13 @@ impl Api {
     pub async fn set_all_completed(&self, completed: bool) -> Result<(), ApiError> {
         let body = Object::new();
         set(&body, "completed", &JsValue::from_bool(completed));
-        self.call("PATCH", &self.url("/todos"), Some(&body))
+        self.call(Request::patch(&self.url("/todos")), Some(&body))
             .await
             .map(drop)
     }
 
     pub async fn clear_completed(&self) -> Result<(), ApiError> {
-        self.call("DELETE", &self.url("/todos?completed=true"), None)
+        self.call(Request::delete(&self.url("/todos?completed=true")), None)
             .await
             .map(drop)
     }
