@@ -60,5 +60,6 @@ BENCH_APP_LEPTOS_DIST="$peer/dist" cargo test -q -p e2e --test app_bench -- \
   echo "Scripting = Chrome's ScriptDuration from the event to the next frame (harness"
   echo "subtracted); to frame = the event to the frame after it (scripting + style + layout)."
   echo
-  grep -v '^\[bench\]' "$work/table.md"
+  # Only the table: cargo test's own lines ("running 1 test", …) stay out.
+  grep -E '^(\||Medians)' "$work/table.md" | sed 's/^Medians.*/&\n/'
 } | tee -a "$RESULTS"

@@ -424,6 +424,8 @@ impl Target {
 }
 
 struct LoadTimes {
+    /// How many requests fetched `config.json` (1: the preload was used).
+    config_fetches: usize,
     to_dom: f64,
     to_frame: f64,
     data_to_dom: f64,
@@ -472,6 +474,7 @@ fn load_times(app: App, t: &Value) -> Result<LoadTimes> {
     }
     chain.reverse();
     Ok(LoadTimes {
+        config_fetches: nodes.iter().filter(|(n, ..)| n == "config.json").count(),
         to_dom: dom,
         to_frame: frame,
         data_to_dom: dom - data_at,
@@ -544,6 +547,7 @@ fn check(name: &str, n: usize, s: &Value) -> Result<()> {
 
 #[derive(Default)]
 struct Samples {
+    config_fetches: usize,
     to_dom: Vec<f64>,
     to_frame: Vec<f64>,
     data_to_dom: Vec<f64>,
@@ -561,6 +565,7 @@ async fn run_once(t: &Target, s: &mut Samples) -> Result<()> {
     s.to_frame.push(lt.to_frame);
     s.data_to_dom.push(lt.data_to_dom);
     s.chain = lt.chain;
+    s.config_fetches = s.config_fetches.max(lt.config_fetches);
     let base = baseline(&b).await?;
     let mut results = Vec::new();
     for (i, (name, act)) in ACTIONS.iter().enumerate() {
@@ -722,6 +727,16 @@ fn print_table(apps: &[App], samples: &mut [Samples], runs: usize, n: usize) {
         samples
             .iter()
             .map(|s| format!("{} ({})", s.chain.len(), s.chain.join(" → ")))
+            .collect(),
+    );
+    row(
+        "requests for config.json (1: the preload was used)",
+        apps.iter()
+            .zip(samples.iter())
+            .map(|(a, s)| match a {
+                App::Ours => s.config_fetches.to_string(),
+                _ => "–".into(),
+            })
             .collect(),
     );
     for (i, (name, _)) in ACTIONS.iter().enumerate() {
