@@ -213,6 +213,44 @@ impl Dynamo {
         }
     }
 
+    /// A conditional write's answer: `Some` when it was applied, `None` when its
+    /// condition did not hold (ConditionalCheckFailedException); other failures
+    /// are errors naming `operation`.
+    fn condition_held<O, E>(
+        &self,
+        operation: &'static str,
+        out: Result<O, SdkError<E>>,
+    ) -> Result<Option<O>, StoreError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        match out {
+            Ok(o) => Ok(Some(o)),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(None),
+            Err(e) => Err(self.fail(operation, e)),
+        }
+    }
+
+    /// Runs the conditional `write` on the todo of every item, a few at a time, and
+    /// counts those whose condition held (toggle-all and clear-completed: one
+    /// conditional write per todo, so concurrent requests never count one twice).
+    async fn count_held<F, Fut>(&self, items: &[Item], write: F) -> Result<usize, StoreError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<bool, StoreError>>,
+    {
+        let mut ids = Vec::with_capacity(items.len());
+        for item in items {
+            ids.push(self.todo_from_item(item)?.id);
+        }
+        let held: Vec<bool> = stream::iter(ids)
+            .map(write)
+            .buffer_unordered(BULK_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(held.into_iter().filter(|h| *h).count())
+    }
+
     fn todo_from_item(&self, item: &Item) -> Result<Todo, StoreError> {
         let text = |name: &str| match item.get(name) {
             Some(AttributeValue::S(v)) => Ok(v.clone()),
@@ -378,22 +416,16 @@ impl Dynamo {
         if sets.is_empty() {
             return self.get_one(stage, id).await;
         }
-        match req
+        let out = req
             .update_expression(format!("SET {}", sets.join(", ")))
             .send()
-            .await
-        {
-            Ok(out) => out
+            .await;
+        match self.condition_held("UpdateItem", out)? {
+            Some(out) => out
                 .attributes
                 .map(|item| self.todo_from_item(&item))
                 .transpose(),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(self.fail("UpdateItem", e)),
+            None => Ok(None),
         }
     }
 
@@ -417,30 +449,17 @@ impl Dynamo {
         } else {
             req.condition_expression("attribute_exists(sk)")
         };
-        match req.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(self.fail("DeleteItem", e)),
-        }
+        Ok(self
+            .condition_held("DeleteItem", req.send().await)?
+            .is_some())
     }
 
     async fn toggle_all(&self, stage: &Stage, completed: bool) -> Result<usize, StoreError> {
         let others = self.query_all(stage, !completed).await?;
-        let mut ids = Vec::with_capacity(others.len());
-        for item in &others {
-            ids.push(self.todo_from_item(item)?.id);
-        }
-        let changed: Vec<bool> = stream::iter(ids)
-            .map(|id| async move { self.set_completed_if_not(stage, &id, completed).await })
-            .buffer_unordered(BULK_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(changed.into_iter().filter(|c| *c).count())
+        self.count_held(&others, |id| async move {
+            self.set_completed_if_not(stage, &id, completed).await
+        })
+        .await
     }
 
     /// Sets `completed` on one todo that exists and is not yet in that state;
@@ -464,30 +483,15 @@ impl Dynamo {
             .expression_attribute_values(":completed", AttributeValue::Bool(completed))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(self.fail("UpdateItem", e)),
-        }
+        Ok(self.condition_held("UpdateItem", out)?.is_some())
     }
 
     async fn clear_completed(&self, stage: &Stage) -> Result<usize, StoreError> {
         let done = self.query_all(stage, true).await?;
-        let mut ids = Vec::with_capacity(done.len());
-        for item in &done {
-            ids.push(self.todo_from_item(item)?.id);
-        }
-        let deleted: Vec<bool> = stream::iter(ids)
-            .map(|id| async move { self.delete_one(stage, &id, true).await })
-            .buffer_unordered(BULK_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(deleted.into_iter().filter(|d| *d).count())
+        self.count_held(&done, |id| async move {
+            self.delete_one(stage, &id, true).await
+        })
+        .await
     }
 }
 
