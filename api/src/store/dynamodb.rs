@@ -269,30 +269,48 @@ impl Dynamo {
     }
 
     /// Every item of the stage's list whose `completed` is `completed`, in key
-    /// (= creation) order, following `LastEvaluatedKey` across pages (1 MB
-    /// each). The filter runs on the server (it does not reduce read units, only
-    /// the transfer). For the bulk operations, which must see every todo.
+    /// (= creation) order. The filter runs on the server (it does not reduce read
+    /// units, only the transfer). For the bulk operations, which must see every todo.
     async fn query_all(&self, stage: &Stage, completed: bool) -> Result<Vec<Item>, StoreError> {
+        self.query(stage, Some(completed), None, None).await
+    }
+
+    /// The stage's items in key (= creation) order from after `start`, optionally
+    /// only those whose `completed` matches, at most `wanted` of them (all when
+    /// `None`). DynamoDB stops each response at 1 MB, so the Query continues from
+    /// `LastEvaluatedKey` until it has enough or the list ends.
+    async fn query(
+        &self,
+        stage: &Stage,
+        completed: Option<bool>,
+        wanted: Option<usize>,
+        mut start: Option<Item>,
+    ) -> Result<Vec<Item>, StoreError> {
         let table = self.table()?;
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
+        let mut items: Vec<Item> = Vec::with_capacity(wanted.unwrap_or(0));
         loop {
-            let out = self
+            let mut req = self
                 .client
                 .query()
                 .table_name(table)
                 .key_condition_expression("pk = :pk")
                 .expression_attribute_values(":pk", pk(stage))
-                .filter_expression("completed = :c")
-                .expression_attribute_values(":c", AttributeValue::Bool(completed))
                 .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.fail("Query", e))?;
+                .set_exclusive_start_key(start.take());
+            if let Some(c) = completed {
+                req = req
+                    .filter_expression("completed = :c")
+                    .expression_attribute_values(":c", AttributeValue::Bool(c));
+            }
+            if let Some(w) = wanted {
+                req = req.limit(i32::try_from(w - items.len()).unwrap_or(i32::MAX));
+            }
+            let out = req.send().await.map_err(|e| self.fail("Query", e))?;
             items.extend(out.items.unwrap_or_default());
             match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
+                Some(key) if !key.is_empty() && wanted.is_none_or(|w| items.len() < w) => {
+                    start = Some(key)
+                }
                 _ => return Ok(items),
             }
         }
@@ -300,43 +318,21 @@ impl Dynamo {
 
     /// One page: a `Query` with `Limit` = `limit + 1` (so whether more follow is
     /// known without another request, and the last page never links to an
-    /// empty one), starting after the cursor's key. DynamoDB stops a response
-    /// at 1 MB (a page of 1,000 long titles is ~2 MB), so the Query continues
-    /// from `LastEvaluatedKey` until it has `limit + 1` items or the list ends:
-    /// at most three requests for the largest page.
+    /// empty one), starting after the cursor's key. A page of 1,000 long titles
+    /// is ~2 MB, so at most three requests for the largest page.
     async fn page(
         &self,
         stage: &Stage,
         limit: Limit,
         after: Option<&Cursor>,
     ) -> Result<Page, StoreError> {
-        let table = self.table()?;
-        let wanted = limit.get() + 1;
-        let mut items: Vec<Item> = Vec::with_capacity(wanted);
         // A position, not an item: DynamoDB starts after this key whether or not
         // an item still has it.
-        let mut start: Option<Item> = after
+        let start = after
             .map(|c| HashMap::from([("pk".to_owned(), pk(stage)), ("sk".to_owned(), s(c.id()))]));
-        loop {
-            let remaining = i32::try_from(wanted - items.len()).unwrap_or(i32::MAX);
-            let out = self
-                .client
-                .query()
-                .table_name(table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", pk(stage))
-                .consistent_read(true)
-                .limit(remaining)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.fail("Query", e))?;
-            items.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() && items.len() < wanted => start = Some(key),
-                _ => break,
-            }
-        }
+        let mut items = self
+            .query(stage, None, Some(limit.get() + 1), start)
+            .await?;
         let more = items.len() > limit.get();
         items.truncate(limit.get());
         let todos = items
