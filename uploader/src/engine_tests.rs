@@ -767,6 +767,51 @@ async fn a_manifest_written_by_another_run_is_never_overwritten() {
 }
 
 #[tokio::test]
+async fn under_the_lock_the_manifest_is_read_again_only_when_another_run_changed_it() {
+    let w = World::new();
+    w.build("v1");
+    w.deploy("dev", &opts()).await.unwrap();
+    let key = "_uploader/stages/dev/state.json";
+    let reads_of_manifest = || {
+        w.fakes
+            .s3
+            .reads()
+            .into_iter()
+            .filter(|r| r.ends_with(key))
+            .map(|r| r.split(' ').next().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+
+    // A deploy that changes files reads the manifest whole once, then only asks
+    // whether it is still that version.
+    w.build("v2");
+    w.fakes.s3.clear_reads();
+    w.deploy("dev", &opts()).await.unwrap();
+    assert_eq!(reads_of_manifest(), ["GetObject", "HeadObject"]);
+    assert_eq!(w.current("dev"), w.dist_files());
+
+    // Another run records its manifest between the two reads: the second sees it.
+    let stage = w.stage("dev");
+    let bucket = crate::store::Bucket::new(w.fakes.clients.s3.clone(), BUCKET);
+    let keys = crate::state::Keys::new("dev");
+    let (state, _, seen) = crate::manifest::load_state(&bucket, &keys, &stage, false, &[], None)
+        .await
+        .unwrap();
+    let mut theirs = state.clone();
+    theirs.current = Some("r-theirs".into());
+    w.fakes
+        .s3
+        .insert(BUCKET, key, &serde_json::to_vec(&theirs).unwrap());
+    w.fakes.s3.clear_reads();
+    let (again, _, _) =
+        crate::manifest::load_state(&bucket, &keys, &stage, false, &[], Some(seen))
+            .await
+            .unwrap();
+    assert_eq!(again.current.as_deref(), Some("r-theirs"));
+    assert_eq!(reads_of_manifest(), ["HeadObject", "GetObject"]);
+}
+
+#[tokio::test]
 async fn a_crashed_runs_marker_makes_the_next_run_list_and_repair() {
     let w = World::new();
     w.build("v1");

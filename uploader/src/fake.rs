@@ -49,6 +49,8 @@ pub struct FakeS3 {
     fail_keys: Mutex<Vec<String>>,
     /// Every write as `OP bucket/key`, in order.
     log: Mutex<Vec<String>>,
+    /// Every read (GET or HEAD of one object) as `OP bucket/key`, in order.
+    reads: Mutex<Vec<String>>,
     /// How far the server's clock is ahead of this machine's, in seconds (negative:
     /// behind).
     clock_ahead: std::sync::atomic::AtomicI64,
@@ -83,6 +85,15 @@ impl FakeS3 {
 
     pub fn clear_log(&self) {
         lock(&self.log).clear();
+    }
+
+    /// The reads (`GetObject`, `HeadObject`) since the last [`FakeS3::clear_reads`].
+    pub fn reads(&self) -> Vec<String> {
+        lock(&self.reads).clone()
+    }
+
+    pub fn clear_reads(&self) {
+        lock(&self.reads).clear();
     }
 
     pub fn object(&self, bucket: &str, key: &str) -> Option<Object> {
@@ -204,12 +215,20 @@ impl ObjectApi for FakeS3 {
     }
 
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<Fetched>, StoreError> {
+        lock(&self.reads).push(format!("GetObject {bucket}/{key}"));
         Ok(self.object(bucket, key).map(|o| Fetched {
             etag: Some(format!("\"{}\"", Digests::of(&o.bytes).md5_hex())),
             content_length: Some(o.bytes.len() as i64),
             headers: o.headers,
             body: Box::pin(futures::stream::iter([Ok(Bytes::from(o.bytes))])),
         }))
+    }
+
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<String>, StoreError> {
+        lock(&self.reads).push(format!("HeadObject {bucket}/{key}"));
+        Ok(self
+            .object(bucket, key)
+            .map(|o| format!("\"{}\"", Digests::of(&o.bytes).md5_hex())))
     }
 
     async fn copy_object(

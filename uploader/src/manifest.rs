@@ -32,6 +32,18 @@ impl Seen {
     pub fn version(&self) -> Version {
         self.version.clone()
     }
+
+    /// Whether the manifest at `key` is still what was read (one HEAD): the same
+    /// ETag, or still none. An unreadable manifest, or one stored without an ETag,
+    /// never counts as unchanged.
+    async fn is_current(&self, bucket: &Bucket, key: &str) -> Result<bool, StoreError> {
+        let now = bucket.version_of(key).await?;
+        Ok(match (&self.version.0, &self.stored) {
+            (None, _) => now.is_none(),
+            (Some(read), Some(_)) => !read.is_empty() && now.as_deref() == Some(read.as_str()),
+            (Some(_), None) => false,
+        })
+    }
 }
 
 /// The version of a stage's manifest a run last read or wrote: its ETag, or `None`
@@ -55,21 +67,28 @@ pub async fn load_state(
     desired: &[Desired],
     earlier: Option<Seen>,
 ) -> Result<(StageState, usize, Seen), Error> {
-    let (stored, rebuild, version) = match bucket.get_versioned(&keys.state()).await? {
-        Some((bytes, etag)) => {
-            // A manifest without an ETag cannot be written conditionally; the empty
-            // string makes that write fail loudly rather than overwrite blindly.
-            let version = Version(Some(etag.unwrap_or_default()));
-            match parse_state(&bytes, stage) {
-                Ok(s) => (Some(s), false, version),
-                Err(e @ ReleaseError::UnreadableManifest { .. }) if verify => {
-                    tracing::warn!(stage = %stage.name, "{e}; rebuilding it from a listing and the release records");
-                    (None, true, version)
-                }
-                Err(e) => return Err(e.into()),
-            }
+    // A second read in the same run (under the lock) asks only for the manifest's
+    // version: most often no other run wrote in between, and then what the first
+    // read parsed is still the manifest, without reading and parsing its bytes again.
+    let unchanged = match &earlier {
+        Some(seen) => seen.is_current(bucket, &keys.state()).await?,
+        None => false,
+    };
+    let (stored, rebuild, version, earlier_listing) = match earlier {
+        Some(seen) if unchanged => (seen.stored, false, seen.version, seen.listing),
+        earlier => {
+            let (stored, rebuild, version) = read_versioned(bucket, keys, stage, verify).await?;
+            // The listing is reused when the manifest reads as it did before.
+            let listing = match earlier {
+                Some(Seen {
+                    stored: before,
+                    listing: Some(listing),
+                    ..
+                }) if before == stored => Some(listing),
+                _ => None,
+            };
+            (stored, rebuild, version, listing)
         }
-        None => (None, false, Version(None)),
     };
     let needs_listing = verify || stored.as_ref().is_none_or(|s| s.in_progress.is_some());
     let mut state = stored
@@ -87,13 +106,9 @@ pub async fn load_state(
             },
         ));
     }
-    let listing = match earlier {
-        Some(Seen {
-            stored: before,
-            listing: Some(listing),
-            ..
-        }) if before == stored => listing,
-        _ => bucket.list(&stage.prefix).await?,
+    let listing = match earlier_listing {
+        Some(listing) => listing,
+        None => bucket.list(&stage.prefix).await?,
     };
     if rebuild {
         state = recover(bucket, keys, stage, &listing).await?;
@@ -113,6 +128,32 @@ pub async fn load_state(
             version,
         },
     ))
+}
+
+/// The stage's manifest read whole with its version: `(manifest, rebuild, version)`,
+/// where `rebuild` says it was unreadable and `--verify` asked to rebuild it.
+async fn read_versioned(
+    bucket: &Bucket,
+    keys: &Keys,
+    stage: &Stage,
+    verify: bool,
+) -> Result<(Option<StageState>, bool, Version), Error> {
+    Ok(match bucket.get_versioned(&keys.state()).await? {
+        Some((bytes, etag)) => {
+            // A manifest without an ETag cannot be written conditionally; the empty
+            // string makes that write fail loudly rather than overwrite blindly.
+            let version = Version(Some(etag.unwrap_or_default()));
+            match parse_state(&bytes, stage) {
+                Ok(s) => (Some(s), false, version),
+                Err(e @ ReleaseError::UnreadableManifest { .. }) if verify => {
+                    tracing::warn!(stage = %stage.name, "{e}; rebuilding it from a listing and the release records");
+                    (None, true, version)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        None => (None, false, Version(None)),
+    })
 }
 
 /// Reads a stage's manifest as stored (no listing); an empty one if there is none,

@@ -98,6 +98,10 @@ impl ObjectApi for Prefetched {
         })?
     }
 
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.head_object(bucket, key).await
+    }
+
     fn server_now(&self) -> Option<std::time::SystemTime> {
         self.inner.server_now()
     }

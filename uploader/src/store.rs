@@ -233,6 +233,9 @@ pub trait ObjectApi: Send + Sync {
     ) -> Result<Option<PutAnswer>, StoreError>;
     /// `Ok(None)` when the object does not exist.
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<Fetched>, StoreError>;
+    /// The object's version (its ETag as sent, `""` when the server sends none)
+    /// without its bytes (HEAD); `Ok(None)` when the object does not exist.
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<String>, StoreError>;
     /// A server-side copy stored with `headers`; returns the new ETag.
     async fn copy_object(
         &self,
@@ -472,6 +475,16 @@ impl Bucket {
     /// Fetches an object; `Ok(None)` when it does not exist.
     pub async fn get(&self, key: &str) -> Result<Option<Fetched>, StoreError> {
         self.api.get_object(&self.name, key).await
+    }
+
+    /// The object's version (its ETag, normalised; `""` when the server sends none),
+    /// asked without reading it; `Ok(None)` when it does not exist.
+    pub async fn version_of(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .api
+            .head_object(&self.name, key)
+            .await?
+            .map(|etag| normalise_etag(&etag)))
     }
 
     /// Fetches a small object whole; `Ok(None)` when it does not exist.

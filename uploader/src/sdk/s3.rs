@@ -207,6 +207,14 @@ impl ObjectApi for SdkS3 {
         Ok(out.copy_object_result.and_then(|r| r.e_tag))
     }
 
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<String>, StoreError> {
+        match self.client.head_object().bucket(bucket).key(key).send().await {
+            Ok(out) => Ok(Some(out.e_tag.unwrap_or_default())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(error("HeadObject", bucket, key, e)),
+        }
+    }
+
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
         self.client
             .delete_object()
