@@ -303,30 +303,19 @@ async fn execute(
         target.action
     );
 
-    // Mark the manifest: if this run dies, the next one will not trust it blindly.
+    // Keep what is about to be overwritten, for rollbacks: server-side copies outside
+    // the served prefix, made while the release record is written (once per stage;
+    // its id is its content). Nothing served has changed yet, so a run that dies here
+    // leaves at most copies no manifest names, which cost storage and nothing else.
     let step = Instant::now();
-    let token = format!("{:016x}", rand::random::<u64>());
-    // It also hands the blobs this run's overwrites keep to their new owners (see
-    // `plan`) at once: a run that dies part-way must not leave them to expire with
-    // an older release.
-    let mut marked = state.clone();
-    marked.in_progress = Some(token);
-    for (sha, owner) in &plan.next_state.blobs {
-        if let Some(kept) = marked.blobs.get_mut(sha) {
-            kept.clone_from(owner);
+    let record = async {
+        if state.history.iter().any(|h| h.release == target.release.id) {
+            Ok(())
+        } else {
+            write_release(bucket, keys, &target.release).await
         }
-    }
-    write_state(bucket, keys, &marked, &mut version).await?;
-
-    // The release record, once per stage (its id is its content).
-    if !state.history.iter().any(|h| h.release == target.release.id) {
-        write_release(bucket, keys, &target.release).await?;
-    }
-    tracing::debug!(ms = ms(step), "timing: manifest marked, release recorded");
-    let step = Instant::now();
-
-    // Keep what is about to be overwritten, for rollbacks.
-    let preserve_results: Vec<Result<(), StoreError>> = futures::stream::iter(&plan.preserves)
+    };
+    let copies = futures::stream::iter(&plan.preserves)
         .map(|p| {
             let headers = state
                 .objects
@@ -343,26 +332,40 @@ async fn execute(
             }
         })
         .buffer_unordered(opts.concurrency.max(1))
-        .collect()
-        .await;
-    for r in preserve_results {
+        .collect::<Vec<Result<(), StoreError>>>();
+    let (recorded, copied) = futures::join!(record, copies);
+    recorded?;
+    for r in copied {
         r?;
-    }
-    // The manifest names what was preserved before anything is overwritten: a run that
-    // dies from here on must not leave the next one unaware of these copies.
-    if !plan.preserves.is_empty() {
-        for p in &plan.preserves {
-            if let Some(owner) = plan.next_state.blobs.get(&p.sha256) {
-                marked.blobs.insert(p.sha256.clone(), owner.clone());
-            }
-        }
-        write_state(bucket, keys, &marked, &mut version).await?;
     }
     tracing::debug!(
         ms = ms(step),
         count = plan.preserves.len(),
-        "timing: preserved"
+        "timing: preserved, release recorded"
     );
+
+    // Then one manifest write before anything served is overwritten. It marks the
+    // manifest (if this run dies, the next one will not trust it blindly), names the
+    // copies just made (a run that dies from here on must not leave the next one
+    // unaware of them), and hands the blobs this run's overwrites keep to their new
+    // owners (see `plan`; a run that dies part-way must not leave them to expire with
+    // an older release).
+    let step = Instant::now();
+    let token = format!("{:016x}", rand::random::<u64>());
+    let mut marked = state.clone();
+    marked.in_progress = Some(token);
+    for (sha, owner) in &plan.next_state.blobs {
+        if let Some(kept) = marked.blobs.get_mut(sha) {
+            kept.clone_from(owner);
+        }
+    }
+    for p in &plan.preserves {
+        if let Some(owner) = plan.next_state.blobs.get(&p.sha256) {
+            marked.blobs.insert(p.sha256.clone(), owner.clone());
+        }
+    }
+    write_state(bucket, keys, &marked, &mut version).await?;
+    tracing::debug!(ms = ms(step), "timing: manifest marked");
 
     // Writes, phase by phase; the first failure stops before any later phase.
     let mut stored: BTreeMap<String, Stored> = BTreeMap::new();
@@ -520,5 +523,5 @@ fn plan_for(target: &Target<'_>, state: &StageState, opts: &RunOptions) -> Resul
         retain: opts.retain,
         max_delete: opts.max_delete,
     };
-    plan::plan(target.desired.clone(), state, &target.release.id, limits).map_err(Error::from)
+    plan::plan(&target.desired, state, &target.release.id, limits).map_err(Error::from)
 }
