@@ -454,7 +454,7 @@ pub(crate) async fn write_release(
     keys: &Keys,
     release: &Release,
 ) -> Result<(), Error> {
-    let body = serde_json::to_vec_pretty(release).unwrap_or_default();
+    let body = serde_json::to_vec(release).unwrap_or_default();
     bucket
         .put_bytes(
             &keys.release(&release.id),

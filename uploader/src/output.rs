@@ -245,7 +245,7 @@ mod tests {
             })
             .collect();
         let plan = plan::plan(
-            desired,
+            &desired,
             &StageState::empty("dev"),
             "r-1",
             PlanOptions {

@@ -199,16 +199,18 @@ impl Plan {
 
 /// Plans moving `state` to serve `desired` as release `release`.
 pub fn plan(
-    desired: Vec<Desired>,
+    desired: &[Desired],
     state: &StageState,
     release: &str,
     opts: PlanOptions,
 ) -> Result<Plan, Refusal> {
-    let mut next = state.clone();
     let mut writes = Vec::new();
     let mut preserves = Vec::new();
     let mut unchanged = 0;
-    let wanted: BTreeSet<String> = desired.iter().map(|d| d.path.clone()).collect();
+    // The next manifest's objects: every desired file, then what retention keeps of
+    // the others. Built afresh rather than by editing a copy of the current ones:
+    // planning a large site that barely changed copies each entry once, not twice.
+    let mut objects: BTreeMap<String, ObjectEntry> = BTreeMap::new();
     // Content this run overwrites → the release that served it until now.
     let mut overwritten: BTreeMap<String, String> = BTreeMap::new();
 
@@ -246,7 +248,7 @@ pub fn plan(
         let md5 = existing
             .filter(|e| e.sha256 == d.sha256)
             .and_then(|e| e.md5.clone());
-        next.objects.insert(
+        objects.insert(
             d.path.clone(),
             ObjectEntry {
                 sha256: d.sha256.clone(),
@@ -259,10 +261,10 @@ pub fn plan(
         );
         match write {
             Some(write) => writes.push(Action {
-                path: d.path,
+                path: d.path.clone(),
                 phase,
-                sha256: d.sha256,
-                headers: d.headers,
+                sha256: d.sha256.clone(),
+                headers: d.headers.clone(),
                 write,
                 replaces,
             }),
@@ -281,21 +283,36 @@ pub fn plan(
     recent.truncate(opts.retain + 1);
     let retained: BTreeSet<&str> = recent.into_iter().collect();
 
-    let deletes: Vec<String> = state
-        .objects
-        .iter()
-        .filter(|(path, e)| !wanted.contains(*path) && !retained.contains(e.release.as_str()))
-        .map(|(path, _)| path.clone())
-        .collect();
+    // Every other recorded file is kept for a retained release, or deleted.
+    let mut deletes: Vec<String> = Vec::new();
+    let mut kept: Vec<(&String, &ObjectEntry)> = Vec::new();
+    for (path, e) in &state.objects {
+        if objects.contains_key(path) {
+            continue;
+        }
+        if retained.contains(e.release.as_str()) {
+            kept.push((path, e));
+        } else {
+            deletes.push(path.clone());
+        }
+    }
     if deletes.len() > opts.max_delete {
         return Err(Refusal::TooManyDeletes {
             count: deletes.len(),
             max: opts.max_delete,
         });
     }
-    for path in &deletes {
-        next.objects.remove(path);
-    }
+    objects.extend(kept.into_iter().map(|(p, e)| (p.clone(), e.clone())));
+    let mut next = StageState {
+        version: state.version,
+        stage: state.stage.clone(),
+        current: Some(release.to_owned()),
+        history: state.history.clone(),
+        objects,
+        blobs: state.blobs.clone(),
+        in_progress: state.in_progress.clone(),
+        pending_invalidation: state.pending_invalidation.clone(),
+    };
 
     // A blob belongs to the newest release that needs it: the one that served its
     // content until this run, whether the blob is new or was kept from an earlier
@@ -314,7 +331,6 @@ pub fn plan(
     for sha in &blob_deletes {
         next.blobs.remove(sha);
     }
-    next.current = Some(release.to_owned());
 
     Ok(Plan {
         release: release.to_owned(),
@@ -386,7 +402,7 @@ mod tests {
 
     /// The state after `plan` ran successfully.
     fn apply(state: &StageState, desired: Vec<Desired>, release: &str) -> (Plan, StageState) {
-        let plan = plan(desired, state, release, OPTS).unwrap();
+        let plan = plan(&desired, state, release, OPTS).unwrap();
         let mut next = plan.next_state.clone();
         next.push_history(crate::state::HistoryEntry {
             release: release.into(),
@@ -594,7 +610,7 @@ mod tests {
             retain: 0,
             max_delete: 3,
         };
-        let err = plan(vec![want("index.html", "y")], &s1, "r2", opts).unwrap_err();
+        let err = plan(&[want("index.html", "y")], &s1, "r2", opts).unwrap_err();
         assert_eq!(err, Refusal::TooManyDeletes { count: 5, max: 3 });
         assert!(err.to_string().contains("--max-delete 5"));
     }

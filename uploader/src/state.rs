@@ -235,12 +235,18 @@ impl StageState {
 pub fn release_id(files: &BTreeMap<String, FileEntry>) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
+    // One buffer for every file's headers as JSON (the bytes hashed are unchanged).
+    let mut headers = Vec::new();
     for (path, f) in files {
         h.update(path.as_bytes());
         h.update([0]);
         h.update(f.sha256.as_bytes());
         h.update([0]);
-        h.update(serde_json::to_vec(&f.headers).unwrap_or_default());
+        headers.clear();
+        if serde_json::to_writer(&mut headers, &f.headers).is_err() {
+            headers.clear();
+        }
+        h.update(&headers);
         h.update([0]);
     }
     format!("r-{}", &hex::encode(h.finalize())[..12])
