@@ -3,9 +3,11 @@
 //! 1. Read the stage's manifest (or, when it is missing, unreadable, left by a crashed
 //!    run or `--verify` is given, list the prefix and drop what drifted).
 //! 2. Plan (pure). A no-op ends here: no lock, no write, a few small reads.
-//! 3. Lock the stage, re-read, re-plan, and mark the manifest "in progress".
-//! 4. Preserve content about to be overwritten, write in phases (immutable assets,
-//!    other files, entry points), delete what retention lets go.
+//! 3. Lock the stage; re-plan from the manifest, read again only if another run
+//!    changed it (a HEAD says).
+//! 4. Preserve content about to be overwritten (copies outside the served prefix),
+//!    then mark the manifest "in progress" naming those copies, write in phases
+//!    (immutable assets, other files, entry points), delete what retention lets go.
 //! 5. Invalidate CloudFront, record the manifest and history, unlock.
 //!
 //! A failure at any step leaves every entry point pointing at assets that exist (they
