@@ -116,7 +116,12 @@ impl Lock {
         ttl: Duration,
     ) -> Result<Lock, LockError> {
         // Read first: its answer sets the server clock everything below is judged by.
-        let existing = read(bucket, &key).await?;
+        // Only the version is asked for (no body to wait for); the holder's details
+        // only when there is a holder.
+        let existing = match bucket.version_of(&key).await? {
+            Some(_) => read(bucket, &key).await?,
+            None => None,
+        };
         let now = now(bucket);
         let info = LockInfo {
             token: format!("{:032x}", rand::random::<u128>()),
@@ -133,30 +138,45 @@ impl Lock {
             Some((existing, etag)) => {
                 tracing::warn!(stage, holder = ?existing.holder, "taking over an expired lock");
                 match etag {
-                    Some(etag) => bucket.put_if_match(&key, body, &etag).await?.is_some(),
+                    Some(etag) => bucket.put_if_match(&key, body, &etag).await?,
                     // Without a version to condition on, only an absent lock is taken.
-                    None => false,
+                    None => None,
                 }
             }
             None => bucket.put_if_absent(&key, body).await?,
         };
-        if !written {
+        let Some(written) = written else {
+            return match read(bucket, &key).await? {
+                Some((other, _)) => Err(held(stage, &other, now)),
+                None => Err(held(stage, &info, now)),
+            };
+        };
+        // Read back, for servers that ignore the condition: the lock is this run's
+        // only if it still holds what this run wrote. Its ETag says so when the server
+        // gave one (the random token makes the body this run's alone); else the body.
+        let ours = match &written {
+            Some(etag) if !etag.is_empty() => {
+                bucket.version_of(&key).await?.as_deref() == Some(etag.as_str())
+            }
+            _ => matches!(read(bucket, &key).await?, Some((stored, _)) if stored.token == info.token),
+        };
+        if !ours {
             return match read(bucket, &key).await? {
                 Some((other, _)) => Err(held(stage, &other, now)),
                 None => Err(held(stage, &info, now)),
             };
         }
-        match read(bucket, &key).await? {
-            Some((stored, etag)) if stored.token == info.token => Ok(Lock {
-                bucket: bucket.clone(),
-                key,
-                info,
-                stage: stage.to_owned(),
-                etag,
-            }),
-            Some((other, _)) => Err(held(stage, &other, now)),
-            None => Err(held(stage, &info, now)),
-        }
+        let etag = match written {
+            Some(etag) if !etag.is_empty() => Some(etag),
+            _ => read(bucket, &key).await?.and_then(|(_, etag)| etag),
+        };
+        Ok(Lock {
+            bucket: bucket.clone(),
+            key,
+            info,
+            stage: stage.to_owned(),
+            etag,
+        })
     }
 
     /// Renews the lock every third of `ttl` (at least every second) for as long as it
@@ -196,11 +216,19 @@ impl Lock {
         }
     }
 
-    /// Releases the lock if it is still ours.
+    /// Releases the lock if it is still ours: still the version this run last wrote
+    /// (a HEAD), or, from a server that sends no ETag, still holding this run's token.
     async fn release(self) -> Result<(), StoreError> {
-        if let Ok(Some((stored, _))) = read(&self.bucket, &self.key).await
-            && stored.token == self.info.token
-        {
+        let ours = match &self.etag {
+            Some(etag) if !etag.is_empty() => {
+                self.bucket.version_of(&self.key).await?.as_deref() == Some(etag.as_str())
+            }
+            _ => matches!(
+                read(&self.bucket, &self.key).await,
+                Ok(Some((stored, _))) if stored.token == self.info.token
+            ),
+        };
+        if ours {
             self.bucket.delete(&self.key).await?;
         }
         Ok(())

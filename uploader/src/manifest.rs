@@ -424,21 +424,13 @@ pub(crate) async fn write_state(
     let key = keys.state();
     let written = match &version.0 {
         Some(etag) => bucket.put_if_match(&key, body, etag).await?,
-        None => bucket
-            .put_if_absent(&key, body)
-            .await?
-            .then_some(None::<String>),
+        None => bucket.put_if_absent(&key, body).await?,
     };
     match written {
         // A server that answers without an ETag leaves nothing to condition the next
         // write on: read it back.
         Some(Some(etag)) => version.0 = Some(etag),
-        Some(None) => {
-            version.0 = bucket
-                .get_versioned(&key)
-                .await?
-                .map(|(_, etag)| etag.unwrap_or_default());
-        }
+        Some(None) => version.0 = bucket.version_of(&key).await?,
         None => {
             return Err(Error::Overtaken {
                 stage: state.stage.clone(),

@@ -616,15 +616,19 @@ impl Bucket {
         self.copy_from(&self.name.clone(), key, key, headers).await
     }
 
-    /// Writes a JSON record only if `key` does not exist yet; `Ok(false)` when it does.
-    /// (`If-None-Match: *`; the caller double-checks by reading back, for servers that
-    /// ignore the condition.)
-    pub async fn put_if_absent(&self, key: &str, bytes: Vec<u8>) -> Result<bool, StoreError> {
+    /// Writes a JSON record only if `key` does not exist yet; `Ok(None)` when it does,
+    /// else the new ETag. (`If-None-Match: *`; the caller double-checks by reading
+    /// back, for servers that ignore the condition.)
+    pub async fn put_if_absent(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Option<Option<String>>, StoreError> {
         let digests = Digests::of(&bytes);
         let answer = self
             .put_checked(key, bytes, &digests, &json_record(), Condition::IfAbsent)
             .await?;
-        Ok(answer.is_some())
+        Ok(answer.map(|a| a.etag.map(|e| normalise_etag(&e))))
     }
 
     /// Replaces a JSON record only if it is still the version `etag` names; `Ok(None)`
