@@ -146,47 +146,10 @@ fn TodoItem(row: Row) -> impl IntoView {
         title, completed, ..
     } = row;
     let pending = move || row.id.with(Option::is_none);
-
-    let (editing, set_editing) = signal(false);
-    let li = NodeRef::<html::Li>::new();
-    let edit = NodeRef::<html::Input>::new();
-
-    let start_edit = move |_| {
-        set_editing.set(true);
-        if let (Some(li), Some(edit)) = (li.get_untracked(), edit.get_untracked()) {
-            // The edit input is `display: none` until the li has `editing`, and
-            // Leptos applies the class on the next microtask; add it now too
-            // (the reactive binding agrees) so the input can take focus at once.
-            let _ = li.class_list().add_1("editing");
-            edit.set_value(&title.get_untracked());
-            let _ = edit.focus();
-        }
-    };
-    // Enter and blur both save; Escape leaves edit mode first, so the blur
-    // that follows (the input is hidden) finds `editing == false` and does
-    // nothing.
-    let save = move || {
-        if !editing.get_untracked() {
-            return;
-        }
-        set_editing.set(false);
-        if let Some(edit) = edit.get_untracked() {
-            store.rename(row, &edit.value());
-        }
-    };
-    let on_edit_keydown = move |ev: KeyboardEvent| {
-        if is_enter(&ev) {
-            save();
-        } else if ev.key() == "Escape" {
-            set_editing.set(false);
-            if let Some(edit) = edit.get_untracked() {
-                edit.set_value(&title.get_untracked());
-            }
-        }
-    };
+    let editing = RwSignal::new(false);
 
     view! {
-        <li node_ref=li class:completed=completed class:editing=editing class:pending=pending>
+        <li class:completed=completed class:editing=editing class:pending=pending>
             <div class="view">
                 <input
                     class="toggle"
@@ -194,11 +157,49 @@ fn TodoItem(row: Row) -> impl IntoView {
                     prop:checked=completed
                     on:change=move |ev| store.set_completed(row, event_target_checked(&ev))
                 />
-                <label on:dblclick=start_edit>{title}</label>
+                <label on:dblclick=move |_| editing.set(true)>{title}</label>
                 <button class="destroy" aria-label="Delete" on:click=move |_| store.remove(row)></button>
             </div>
-            <input class="edit" node_ref=edit on:keydown=on_edit_keydown on:blur=move |_| save() />
+            {move || editing.get().then(|| view! { <EditTitle row editing /> })}
         </li>
+    }
+}
+
+/// A row's edit field. It exists only while the row is being edited: most rows
+/// never are, and an input with two listeners per row is most of a row's cost.
+#[component]
+fn EditTitle(row: Row, editing: RwSignal<bool>) -> impl IntoView {
+    let store = expect_context::<Store>();
+    let input = NodeRef::<html::Input>::new();
+    // Runs once the input is in the DOM, after the row's `editing` class has
+    // made it visible (a hidden input cannot take focus).
+    Effect::new(move |_| {
+        if let Some(el) = input.get() {
+            let _ = el.focus();
+        }
+    });
+    // Enter and blur both save; Escape leaves edit mode without saving, and
+    // the blur that follows (the input goes away) finds `editing == false`.
+    let save = move |ev: &ev::Event| {
+        if editing.get_untracked() {
+            editing.set(false);
+            store.rename(row, &event_target_value(ev));
+        }
+    };
+    view! {
+        <input
+            class="edit"
+            node_ref=input
+            prop:value=row.title.get_untracked()
+            on:keydown=move |ev: KeyboardEvent| {
+                if is_enter(&ev) {
+                    save(&ev);
+                } else if ev.key() == "Escape" {
+                    editing.set(false);
+                }
+            }
+            on:blur=move |ev| save(&ev)
+        />
     }
 }
 
