@@ -184,6 +184,37 @@ fn unix_now() -> u64 {
 }
 
 impl World {
+    /// Reads dev's manifest as a run's first pass does: the manifest, what was read,
+    /// and the bucket and keys to read or write it again.
+    async fn read_dev_manifest(
+        &self,
+    ) -> (
+        crate::store::Bucket,
+        crate::state::Keys,
+        crate::state::StageState,
+        crate::manifest::Seen,
+    ) {
+        let bucket = crate::store::Bucket::new(self.fakes.clients.s3.clone(), BUCKET);
+        let keys = crate::state::Keys::new("dev");
+        let (state, _, seen) =
+            crate::manifest::load_state(&bucket, &keys, &self.stage("dev"), false, &[], None)
+                .await
+                .unwrap();
+        (bucket, keys, state, seen)
+    }
+
+    /// Another run records its own manifest for dev (`state`, live release
+    /// `r-theirs`); returns the bytes it stored.
+    fn another_run_records_dev(&self, state: &crate::state::StageState) -> Vec<u8> {
+        let mut theirs = state.clone();
+        theirs.current = Some("r-theirs".into());
+        let theirs = serde_json::to_vec(&theirs).unwrap();
+        self.fakes
+            .s3
+            .insert(BUCKET, "_uploader/stages/dev/state.json", &theirs);
+        theirs
+    }
+
     /// Another run ("ci-7") holds dev's lock until `expires_at` (server seconds).
     fn lock_dev_elsewhere(&self, expires_at: u64) {
         let lock = format!(
@@ -730,19 +761,11 @@ async fn a_manifest_written_by_another_run_is_never_overwritten() {
     let w = World::new();
     w.build("v1");
     w.deploy("dev", &opts()).await.unwrap();
-    let stage = w.stage("dev");
-    let bucket = crate::store::Bucket::new(w.fakes.clients.s3.clone(), BUCKET);
-    let keys = crate::state::Keys::new("dev");
-    let (state, _, seen) = crate::manifest::load_state(&bucket, &keys, &stage, false, &[], None)
-        .await
-        .unwrap();
+    let (bucket, keys, state, seen) = w.read_dev_manifest().await;
     let mut version = seen.version();
 
     // Another run takes the stage and records its own manifest.
-    let mut theirs = state.clone();
-    theirs.current = Some("r-theirs".into());
-    let theirs = serde_json::to_vec(&theirs).unwrap();
-    w.fakes.s3.insert(BUCKET, &keys.state(), &theirs);
+    let theirs = w.another_run_records_dev(&state);
 
     let err = crate::manifest::write_state(&bucket, &keys, &state, &mut version)
         .await
@@ -755,9 +778,7 @@ async fn a_manifest_written_by_another_run_is_never_overwritten() {
     );
 
     // Its own writes chain: each is conditional on the one before.
-    let (state, _, seen) = crate::manifest::load_state(&bucket, &keys, &stage, false, &[], None)
-        .await
-        .unwrap();
+    let (_, _, state, seen) = w.read_dev_manifest().await;
     let mut version = seen.version();
     for _ in 0..3 {
         crate::manifest::write_state(&bucket, &keys, &state, &mut version)
@@ -791,20 +812,11 @@ async fn under_the_lock_the_manifest_is_read_again_only_when_another_run_changed
     assert_eq!(w.current("dev"), w.dist_files());
 
     // Another run records its manifest between the two reads: the second sees it.
-    let stage = w.stage("dev");
-    let bucket = crate::store::Bucket::new(w.fakes.clients.s3.clone(), BUCKET);
-    let keys = crate::state::Keys::new("dev");
-    let (state, _, seen) = crate::manifest::load_state(&bucket, &keys, &stage, false, &[], None)
-        .await
-        .unwrap();
-    let mut theirs = state.clone();
-    theirs.current = Some("r-theirs".into());
-    w.fakes
-        .s3
-        .insert(BUCKET, key, &serde_json::to_vec(&theirs).unwrap());
+    let (bucket, keys, state, seen) = w.read_dev_manifest().await;
+    w.another_run_records_dev(&state);
     w.fakes.s3.clear_reads();
     let (again, _, _) =
-        crate::manifest::load_state(&bucket, &keys, &stage, false, &[], Some(seen))
+        crate::manifest::load_state(&bucket, &keys, &w.stage("dev"), false, &[], Some(seen))
             .await
             .unwrap();
     assert_eq!(again.current.as_deref(), Some("r-theirs"));
