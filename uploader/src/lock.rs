@@ -158,7 +158,9 @@ impl Lock {
             Some(etag) if !etag.is_empty() => {
                 bucket.version_of(&key).await?.as_deref() == Some(etag.as_str())
             }
-            _ => matches!(read(bucket, &key).await?, Some((stored, _)) if stored.token == info.token),
+            _ => {
+                matches!(read(bucket, &key).await?, Some((stored, _)) if stored.token == info.token)
+            }
         };
         if !ours {
             return match read(bucket, &key).await? {

@@ -208,7 +208,14 @@ impl ObjectApi for SdkS3 {
     }
 
     async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<String>, StoreError> {
-        match self.client.head_object().bucket(bucket).key(key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => Ok(Some(out.e_tag.unwrap_or_default())),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(error("HeadObject", bucket, key, e)),
