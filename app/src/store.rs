@@ -38,6 +38,10 @@ pub struct Row {
     pub title: RwSignal<String>,
     /// Written only through `Store::mark`, which also notifies the counts.
     pub completed: RwSignal<bool>,
+    /// View state: true while the row's title is being edited. Kept here, not
+    /// in the row's view, because the list handles the rows' events (see
+    /// `todos::on_list_event`).
+    pub editing: RwSignal<bool>,
 }
 
 impl Row {
@@ -51,6 +55,7 @@ impl Row {
             id: RwSignal::new(todo.id),
             title: RwSignal::new(todo.title),
             completed: RwSignal::new(todo.completed),
+            editing: RwSignal::new(false),
         }
     }
 
@@ -144,6 +149,7 @@ impl Store {
                     row.id.dispose();
                     row.title.dispose();
                     row.completed.dispose();
+                    row.editing.dispose();
                 }
             },
             Duration::ZERO,
