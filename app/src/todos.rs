@@ -2,9 +2,12 @@
 //! todomvc-app-css). State lives in [`Store`], shared through context; view
 //! state stays in the component that uses it (the filter), or in the row
 //! (`Row::editing`) because the list handles the rows' events.
+use std::any::Any;
+
 use leptos::ev;
 use leptos::html;
 use leptos::prelude::*;
+use wasm_bindgen::JsCast;
 use web_sys::KeyboardEvent;
 
 use crate::api::Api;
@@ -39,6 +42,7 @@ pub fn TodoApp(api: Api) -> impl IntoView {
     store.load();
 
     let filter = use_hash_filter();
+    let edit_field: EditField = StoredValue::new_local(None);
     // Re-runs on any toggle: O(n) untracked reads, no allocation, and only the
     // footer and toggle-all depend on it (see `Store::completed_changed`).
     let counts = Memo::new(move |_| {
@@ -92,8 +96,8 @@ pub fn TodoApp(api: Api) -> impl IntoView {
                 <label for="toggle-all">"Mark all as complete"</label>
                 <ul
                     class="todo-list"
-                    on:click=move |ev| on_list_event(store, &ev, visible)
-                    on:dblclick=move |ev| on_list_event(store, &ev, visible)
+                    on:click=move |ev| on_list_event(store, &ev, visible, edit_field)
+                    on:dblclick=move |ev| on_list_event(store, &ev, visible, edit_field)
                 >
                     <For each=visible key=|row| row.uid children=move |row| view! { <TodoItem row /> } />
                 </ul>
@@ -116,7 +120,7 @@ pub fn TodoApp(api: Api) -> impl IntoView {
 /// rows, creating those listeners was a tenth of the first render. (`click`,
 /// not `change`, for the checkbox: it also fires for the keyboard's Space,
 /// after the box has changed.)
-fn on_list_event(store: Store, ev: &ev::Event, rows: impl Fn() -> Vec<Row>) {
+fn on_list_event(store: Store, ev: &ev::Event, rows: impl Fn() -> Vec<Row>, edit_field: EditField) {
     let target = event_target::<web_sys::HtmlInputElement>(ev);
     let Some(li) = target.closest("li").ok().flatten() else {
         return;
@@ -136,13 +140,39 @@ fn on_list_event(store: Store, ev: &ev::Event, rows: impl Fn() -> Vec<Row>) {
     let classes = target.class_list();
     if ev.type_() == "dblclick" {
         if target.tag_name() == "LABEL" {
-            row.editing.set(true);
+            start_edit(row, li, edit_field);
         }
     } else if classes.contains("toggle") {
         store.set_completed(row, target.checked());
     } else if classes.contains("destroy") {
         store.remove(row);
     }
+}
+
+/// The edit field of the row being edited, if any: that row and the
+/// `UnmountHandle` of the [`EditTitle`] mounted into its `<li>`. Dropping the
+/// handle removes the field.
+type EditField = StoredValue<Option<(Row, Box<dyn Any>)>, LocalStorage>;
+
+/// Ends the edit in progress, if any, and removes its field. (Removing a
+/// focused input may fire its blur, which then finds `editing == false`.)
+fn end_edit(edit_field: EditField) {
+    if let Some((row, handle)) = edit_field.try_update_value(Option::take).flatten() {
+        row.editing.set(false);
+        drop(handle);
+    }
+}
+
+/// Puts an edit field into the row's `<li>`. Mounted on demand rather than
+/// declared in [`TodoItem`]: a field that is almost never there would still
+/// cost every row a reactive branch and a placeholder node.
+fn start_edit(row: Row, li: web_sys::Element, edit_field: EditField) {
+    end_edit(edit_field);
+    row.editing.set(true);
+    let handle = leptos::mount::mount_to(li.unchecked_into(), move || {
+        view! { <EditTitle row edit_field /> }
+    });
+    edit_field.set_value(Some((row, Box::new(handle))));
 }
 
 /// The new-todo input. Uncontrolled: the value is read from the element on
@@ -219,15 +249,14 @@ fn TodoItem(row: Row) -> impl IntoView {
                 // a `<template>`, which is slower here than creating it.
                 <button class="destroy" aria-label=DELETE></button>
             </div>
-            {move || editing.get().then(|| view! { <EditTitle row /> })}
         </li>
     }
 }
 
-/// A row's edit field. It exists only while the row is being edited: most rows
-/// never are, and an input with two listeners per row is most of a row's cost.
+/// A row's edit field. It exists only while the row is being edited (see
+/// [`start_edit`]): most rows never are.
 #[component]
-fn EditTitle(row: Row) -> impl IntoView {
+fn EditTitle(row: Row, edit_field: EditField) -> impl IntoView {
     let store = expect_context::<Store>();
     let editing = row.editing;
     let input = NodeRef::<html::Input>::new();
@@ -238,12 +267,12 @@ fn EditTitle(row: Row) -> impl IntoView {
             let _ = el.focus();
         }
     });
-    // Enter and blur both save; Escape leaves edit mode without saving, and
-    // the blur that follows (the input goes away) finds `editing == false`.
+    // Enter and blur both save; Escape ends the edit without saving.
     let save = move |ev: &ev::Event| {
         if editing.get_untracked() {
-            editing.set(false);
-            store.rename(row, &event_target_value(ev));
+            let title = event_target_value(ev);
+            end_edit(edit_field);
+            store.rename(row, &title);
         }
     };
     view! {
@@ -255,7 +284,7 @@ fn EditTitle(row: Row) -> impl IntoView {
                 if is_enter(&ev) {
                     save(&ev);
                 } else if ev.key() == "Escape" {
-                    editing.set(false);
+                    end_edit(edit_field);
                 }
             }
             on:blur=move |ev| save(&ev)
