@@ -103,7 +103,14 @@ pub fn content_type(path: &str) -> String {
     if lower.ends_with(".wasm") {
         return "application/wasm".to_owned();
     }
-    let mime = mime_guess::from_path(&lower)
+    // The extension as `Path::extension` reads it (none for `.htaccess`), found
+    // without parsing the path into components.
+    let name = lower.rsplit('/').next().unwrap_or(&lower);
+    let ext = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => ext,
+        _ => "",
+    };
+    let mime = mime_guess::from_ext(ext)
         .first_raw()
         .unwrap_or("application/octet-stream");
     let mime = match mime {
@@ -207,6 +214,17 @@ mod tests {
         assert_eq!(content_type("logo.svg"), "image/svg+xml; charset=utf-8");
         assert_eq!(content_type("logo.PNG"), "image/png");
         assert_eq!(content_type("LICENSE"), "application/octet-stream");
+        // The extension is the file name's, read as `Path::extension` reads it.
+        assert_eq!(
+            content_type("v1.2/data.tar.gz"),
+            mime_guess::from_ext("gz").first_raw().unwrap_or_default()
+        );
+        assert_eq!(content_type("docs.v2/README"), "application/octet-stream");
+        assert_eq!(
+            content_type(".well-known/.htaccess"),
+            "application/octet-stream"
+        );
+        assert_eq!(content_type("a/..css"), "text/css; charset=utf-8");
     }
 
     #[test]

@@ -144,17 +144,16 @@ pub fn scan_keeping(root: &Path, keep: &AtomicBool) -> Result<Vec<LocalFile>, Lo
     Ok(files)
 }
 
-/// Walks `root` in file-name order and hands every file to `emit` (its key and its
-/// path), refusing what must not be published; stops early when `emit` says so.
+/// Walks `root` and hands every file to `emit` (its key and its path), refusing what
+/// must not be published; stops early when `emit` says so. In the order the file
+/// system lists folders: the caller sorts the result, and sorting every folder by
+/// name on the way was a few per cent of a no-op deploy.
 fn walk(
     root: &Path,
     canonical_root: &Path,
     mut emit: impl FnMut(String, PathBuf) -> bool,
 ) -> Result<(), LocalError> {
-    for entry in walkdir::WalkDir::new(root)
-        .follow_links(true)
-        .sort_by_file_name()
-    {
+    for entry in walkdir::WalkDir::new(root).follow_links(true) {
         let entry = entry.map_err(|e| {
             let path = e
                 .path()
@@ -271,6 +270,11 @@ impl Block {
 }
 
 fn rel_key(rel: &Path) -> Option<String> {
+    // Where `/` is the separator the relative path already is the key (walkdir joins
+    // each name to its folder, so there is nothing to normalise).
+    if std::path::MAIN_SEPARATOR == '/' {
+        return rel.to_str().map(str::to_owned);
+    }
     let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
     parts.map(|p| p.join("/"))
 }
@@ -293,14 +297,19 @@ fn fingerprint(
         source,
     };
     let mut file = std::fs::File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
-    let room = len <= KEEP_FILE_MAX
-        && kept.is_some_and(|kept| {
-            kept.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| {
-                (k + len <= KEEP_BUDGET).then_some(k + len)
-            })
-            .is_ok()
-        });
+    // The size is asked for only when bytes are being kept (a no-op keeps none).
+    let room = match kept {
+        Some(kept) => {
+            let len = file.metadata().map_err(io)?.len();
+            len <= KEEP_FILE_MAX
+                && kept
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| {
+                        (k + len <= KEEP_BUDGET).then_some(k + len)
+                    })
+                    .is_ok()
+        }
+        None => false,
+    };
     if !room {
         return digest_reader::<Sha256>(&mut file, buf).map_err(io);
     }
@@ -311,7 +320,7 @@ fn fingerprint(
     // Read to the end, whatever the size said: a file that grew is read whole.
     file.read_to_end(&mut block.bytes).map_err(io)?;
     let range = start..block.bytes.len();
-    let sha256 = hex::encode(Sha256::digest(&block.bytes[range.clone()]));
+    let sha256 = to_hex(&Sha256::digest(&block.bytes[range.clone()]));
     let size = range.len() as u64;
     block.files.push((index, range));
     Ok((sha256, size))
@@ -348,17 +357,35 @@ fn digest_reader<D: Digest>(
         size += n as u64;
         hasher.update(&buf[..n]);
     }
-    Ok((hex::encode(hasher.finalize()), size))
+    Ok((to_hex(&hasher.finalize()), size))
 }
 
 /// SHA-256 of bytes already in memory (small generated files such as `config.json`).
 pub fn hash_bytes(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    to_hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex of a digest. (`hex::encode` goes through a `char` iterator, which
+/// is most of the cost of naming 10,000 files' hashes.)
+pub fn to_hex(digest: &[u8]) -> String {
+    let mut out = vec![0u8; digest.len() * 2];
+    match hex::encode_to_slice(digest, &mut out) {
+        Ok(()) => String::from_utf8(out).unwrap_or_default(),
+        Err(_) => hex::encode(digest),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_lower_case_and_matches_the_hex_crate() {
+        let digest = Sha256::digest(b"todo");
+        assert_eq!(to_hex(&digest), hex::encode(digest));
+        assert_eq!(to_hex(&[0x00, 0xab, 0xff]), "00abff");
+        assert_eq!(to_hex(&[]), "");
+    }
 
     fn write(root: &Path, rel: &str, body: &[u8]) {
         let p = root.join(rel);

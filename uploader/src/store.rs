@@ -103,7 +103,7 @@ impl Digests {
     }
 
     pub fn sha256_hex(&self) -> String {
-        hex::encode(self.sha256)
+        crate::local::to_hex(&self.sha256)
     }
 
     /// The `x-amz-checksum-sha256` value: base64 of the raw digest.
@@ -113,7 +113,7 @@ impl Digests {
     }
 
     pub fn md5_hex(&self) -> String {
-        hex::encode(self.md5)
+        crate::local::to_hex(&self.md5)
     }
 }
 
