@@ -29,7 +29,7 @@ use crate::aws::Clients;
 use crate::cdn::{Cdn, InvalidationReport};
 use crate::config::Stage;
 use crate::lock::with_stage_lock;
-use crate::manifest::{Seen, load_state, write_release, write_state};
+use crate::manifest::{Before, EarlyRead, Seen, load_state, write_release, write_state};
 use crate::plan::{self, Action, Desired, Plan, PlanOptions, Source, Write};
 use crate::progress::{Progress, ms};
 use crate::state::{HistoryEntry, Keys, Release, StageState};
@@ -178,7 +178,18 @@ pub async fn apply(
     target: Target<'_>,
     opts: &RunOptions,
 ) -> Result<Report, Error> {
-    run(clients, target, opts, true).await
+    run(clients, target, opts, true, Before::Nothing).await
+}
+
+/// [`apply`], its read-only first pass taking the manifest `early` already read
+/// (see [`EarlyRead`]).
+pub async fn apply_early(
+    clients: &Clients,
+    target: Target<'_>,
+    opts: &RunOptions,
+    early: EarlyRead,
+) -> Result<Report, Error> {
+    run(clients, target, opts, true, Before::Started(early)).await
 }
 
 /// [`apply`] for a caller that already holds the stage's lock (a promote or rollback
@@ -188,7 +199,7 @@ pub async fn apply_held(
     target: Target<'_>,
     opts: &RunOptions,
 ) -> Result<Report, Error> {
-    run(clients, target, opts, false).await
+    run(clients, target, opts, false, Before::Nothing).await
 }
 
 async fn run(
@@ -196,6 +207,7 @@ async fn run(
     target: Target<'_>,
     opts: &RunOptions,
     take_lock: bool,
+    before: Before,
 ) -> Result<Report, Error> {
     let started = Instant::now();
     let stage = target.stage;
@@ -204,7 +216,7 @@ async fn run(
 
     // Read-only pass: a no-op or a dry run ends here, without a lock or any write.
     let (state, repaired, seen) =
-        load_state(&bucket, &keys, stage, opts.verify, &target.desired, None).await?;
+        load_state(&bucket, &keys, stage, opts.verify, &target.desired, before).await?;
     tracing::debug!(ms = ms(started), "timing: manifest read");
     let planning = Instant::now();
     let plan = plan_for(&target, &state, opts)?;
@@ -283,7 +295,7 @@ async fn execute(
         stage,
         opts.verify,
         &target.desired,
-        Some(seen),
+        Before::Read(seen),
     )
     .await?;
     let mut version = seen.version();
@@ -354,7 +366,7 @@ async fn execute(
     // an older release).
     let step = Instant::now();
     let token = format!("{:016x}", rand::random::<u64>());
-    let mut marked = state.clone();
+    let mut marked = StageState::clone(&state);
     marked.in_progress = Some(token);
     for (sha, owner) in &plan.next_state.blobs {
         if let Some(kept) = marked.blobs.get_mut(sha) {

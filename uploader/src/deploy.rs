@@ -10,8 +10,8 @@ use crate::aws::Clients;
 use crate::config::Stage;
 use crate::local::{self, LocalFile};
 use crate::lock::with_stage_lock;
+use crate::manifest::EarlyRead;
 use crate::plan::{Desired, Source};
-use crate::prefetch::Prefetched;
 use crate::state::{self, Release};
 use crate::store::Bucket;
 use crate::{CONFIG_JSON, Error};
@@ -99,28 +99,15 @@ pub async fn run_with_code(
         (_, api) => api,
     };
     // A plain deploy reads the stage's manifest while `dist/` is hashed (see
-    // `prefetch`); one that ships API code first reads it only under the lock.
+    // `EarlyRead`); one that ships API code first reads it only under the lock.
     // Small files' bytes are kept for the upload when the stage has no manifest yet
     // (a first deploy sends every file), known within the first milliseconds of
     // the scan; otherwise most files are unchanged and keeping them costs more than
     // reading the few that changed again.
-    let early;
     let keep = Arc::new(AtomicBool::new(lambda_zip.is_some()));
-    let clients = if lambda_zip.is_none() {
-        let keys = state::Keys::new(&stage.name);
-        early = Clients {
-            s3: Arc::new(Prefetched::start(
-                clients.s3.clone(),
-                &stage.bucket,
-                &keys.state(),
-                keep.clone(),
-            )),
-            ..clients.clone()
-        };
-        &early
-    } else {
-        clients
-    };
+    let early = lambda_zip
+        .is_none()
+        .then(|| EarlyRead::start(Bucket::for_stage(clients, stage), stage, keep.clone()));
     let root = dist.to_owned();
     let files = tokio::task::spawn_blocking(move || local::scan_keeping(&root, &keep))
         .await
@@ -152,7 +139,10 @@ pub async fn run_with_code(
         lambda_code: None,
     };
     let (Some(zip), Some(api)) = (lambda_zip, api) else {
-        return apply::apply(clients, target, opts).await;
+        return match early {
+            Some(early) => apply::apply_early(clients, target, opts, early).await,
+            None => apply::apply(clients, target, opts).await,
+        };
     };
     let with_code = async || {
         let code = api_code::ship(clients.lambda.as_ref(), stage, api, zip, opts.dry_run).await?;

@@ -191,15 +191,21 @@ impl World {
     ) -> (
         crate::store::Bucket,
         crate::state::Keys,
-        crate::state::StageState,
+        std::sync::Arc<crate::state::StageState>,
         crate::manifest::Seen,
     ) {
         let bucket = crate::store::Bucket::new(self.fakes.clients.s3.clone(), BUCKET);
         let keys = crate::state::Keys::new("dev");
-        let (state, _, seen) =
-            crate::manifest::load_state(&bucket, &keys, &self.stage("dev"), false, &[], None)
-                .await
-                .unwrap();
+        let (state, _, seen) = crate::manifest::load_state(
+            &bucket,
+            &keys,
+            &self.stage("dev"),
+            false,
+            &[],
+            crate::manifest::Before::Nothing,
+        )
+        .await
+        .unwrap();
         (bucket, keys, state, seen)
     }
 
@@ -815,10 +821,16 @@ async fn under_the_lock_the_manifest_is_read_again_only_when_another_run_changed
     let (bucket, keys, state, seen) = w.read_dev_manifest().await;
     w.another_run_records_dev(&state);
     w.fakes.s3.clear_reads();
-    let (again, _, _) =
-        crate::manifest::load_state(&bucket, &keys, &w.stage("dev"), false, &[], Some(seen))
-            .await
-            .unwrap();
+    let (again, _, _) = crate::manifest::load_state(
+        &bucket,
+        &keys,
+        &w.stage("dev"),
+        false,
+        &[],
+        crate::manifest::Before::Read(seen),
+    )
+    .await
+    .unwrap();
     assert_eq!(again.current.as_deref(), Some("r-theirs"));
     assert_eq!(reads_of_manifest(), ["HeadObject", "GetObject"]);
 }

@@ -24,7 +24,6 @@ pub(crate) mod lock;
 pub(crate) mod manifest;
 pub mod output;
 pub(crate) mod plan;
-pub(crate) mod prefetch;
 pub mod preview;
 pub(crate) mod progress;
 pub mod release;

@@ -9,6 +9,8 @@
 //! `no-store` next to the site, outside the served prefix ([`crate::state::Keys`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 
@@ -22,7 +24,7 @@ use crate::store::{Bucket, Listed, StoreError, is_plain_md5};
 /// What [`load_state`] read: the manifest as stored and, when it listed, the listing.
 #[derive(Debug, Clone, Default)]
 pub struct Seen {
-    stored: Option<StageState>,
+    stored: Option<Arc<StageState>>,
     listing: Option<Vec<crate::store::Listed>>,
     version: Version,
 }
@@ -53,47 +55,61 @@ impl Seen {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Version(Option<String>);
 
+/// What a run knew of the stage's manifest before [`load_state`].
+pub enum Before {
+    /// Nothing: read it now.
+    Nothing,
+    /// Its read started earlier ([`EarlyRead`]): take that answer.
+    Started(EarlyRead),
+    /// What an earlier pass of the same run read ([`Seen`]).
+    Read(Seen),
+}
+
 /// Reads the stage's manifest; lists the prefix instead of trusting it when asked to,
 /// when it is missing or unreadable, or when a crashed run left it marked.
 /// Returns the state to plan from, how many objects drifted, and what was read.
 ///
-/// `earlier` is what a previous call of the same run read: when the stored manifest has
-/// not changed since, its listing is reused instead of listing a large prefix twice.
+/// When `before` is what a previous call of the same run read and the stored manifest
+/// has not changed since, its listing is reused instead of listing a large prefix twice.
 pub async fn load_state(
     bucket: &Bucket,
     keys: &Keys,
     stage: &Stage,
     verify: bool,
     desired: &[Desired],
-    earlier: Option<Seen>,
-) -> Result<(StageState, usize, Seen), Error> {
-    // A second read in the same run (under the lock) asks only for the manifest's
-    // version: most often no other run wrote in between, and then what the first
-    // read parsed is still the manifest, without reading and parsing its bytes again.
-    let unchanged = match &earlier {
-        Some(seen) => seen.is_current(bucket, &keys.state()).await?,
-        None => false,
-    };
-    let (stored, rebuild, version, earlier_listing) = match earlier {
-        Some(seen) if unchanged => (seen.stored, false, seen.version, seen.listing),
-        earlier => {
-            let (stored, rebuild, version) = read_versioned(bucket, keys, stage, verify).await?;
+    before: Before,
+) -> Result<(Arc<StageState>, usize, Seen), Error> {
+    let (stored, rebuild, version, earlier_listing) = match before {
+        Before::Nothing => {
+            let read = fetch_parsed(bucket, &keys.state(), &stage.name).await?;
+            let (stored, rebuild, version) = settle(read, stage, verify)?;
+            (stored.map(Arc::new), rebuild, version, None)
+        }
+        Before::Started(early) => {
+            let (stored, rebuild, version) = settle(early.answer().await?, stage, verify)?;
+            (stored.map(Arc::new), rebuild, version, None)
+        }
+        // A second read in the same run (under the lock) asks only for the manifest's
+        // version: most often no other run wrote in between, and then what the first
+        // read parsed is still the manifest, without reading and parsing its bytes again.
+        Before::Read(seen) if seen.is_current(bucket, &keys.state()).await? => {
+            (seen.stored, false, seen.version, seen.listing)
+        }
+        Before::Read(seen) => {
+            let read = fetch_parsed(bucket, &keys.state(), &stage.name).await?;
+            let (stored, rebuild, version) = settle(read, stage, verify)?;
+            let stored = stored.map(Arc::new);
             // The listing is reused when the manifest reads as it did before.
-            let listing = match earlier {
-                Some(Seen {
-                    stored: before,
-                    listing: Some(listing),
-                    ..
-                }) if before == stored => Some(listing),
-                _ => None,
-            };
+            let listing = seen.listing.filter(|_| seen.stored == stored);
             (stored, rebuild, version, listing)
         }
     };
     let needs_listing = verify || stored.as_ref().is_none_or(|s| s.in_progress.is_some());
+    // Shared with what was read (a large manifest is not copied): a copy is made only
+    // when a listing repairs it.
     let mut state = stored
         .clone()
-        .unwrap_or_else(|| StageState::empty(&stage.name));
+        .unwrap_or_else(|| Arc::new(StageState::empty(&stage.name)));
 
     if !needs_listing {
         return Ok((
@@ -110,12 +126,13 @@ pub async fn load_state(
         Some(listing) => listing,
         None => bucket.list(&stage.prefix).await?,
     };
+    let repaired = Arc::make_mut(&mut state);
     if rebuild {
-        state = recover(bucket, keys, stage, &listing).await?;
+        *repaired = recover(bucket, keys, stage, &listing).await?;
     }
-    fill_missing_md5(&mut state, desired).await?;
-    let (mut drifted, to_read) = reconcile(&mut state, &stage.prefix, &listing);
-    drifted += drop_wrong_content(bucket, &stage.prefix, &mut state, to_read).await?;
+    fill_missing_md5(repaired, desired).await?;
+    let (mut drifted, to_read) = reconcile(repaired, &stage.prefix, &listing);
+    drifted += drop_wrong_content(bucket, &stage.prefix, repaired, to_read).await?;
     if drifted > 0 {
         tracing::warn!(stage = %stage.name, drifted, "objects changed or missing behind our back; they will be put back");
     }
@@ -130,30 +147,108 @@ pub async fn load_state(
     ))
 }
 
-/// The stage's manifest read whole with its version: `(manifest, rebuild, version)`,
-/// where `rebuild` says it was unreadable and `--verify` asked to rebuild it.
-async fn read_versioned(
-    bucket: &Bucket,
-    keys: &Keys,
+/// A stage's manifest as fetched, parsed (or why it could not be), with its version;
+/// `None` when the stage has none.
+type Fetched = Option<(Result<StageState, ReleaseError>, Version)>;
+
+/// Fetches and parses the manifest at `key`.
+async fn fetch_parsed(bucket: &Bucket, key: &str, stage: &str) -> Result<Fetched, StoreError> {
+    Ok(bucket
+        .get_versioned(key)
+        .await?
+        .map(|(bytes, etag)| (parse_state(&bytes, stage), version_of(etag))))
+}
+
+/// A manifest's version from the ETag it was read with. A manifest without an ETag
+/// cannot be written conditionally; the empty string makes that write fail loudly
+/// rather than overwrite blindly.
+fn version_of(etag: Option<String>) -> Version {
+    Version(Some(etag.unwrap_or_default()))
+}
+
+/// What a fetched manifest means for the run: `(manifest, rebuild, version)`, where
+/// `rebuild` says it was unreadable and `--verify` asked to rebuild it.
+fn settle(
+    read: Fetched,
     stage: &Stage,
     verify: bool,
 ) -> Result<(Option<StageState>, bool, Version), Error> {
-    Ok(match bucket.get_versioned(&keys.state()).await? {
-        Some((bytes, etag)) => {
-            // A manifest without an ETag cannot be written conditionally; the empty
-            // string makes that write fail loudly rather than overwrite blindly.
-            let version = Version(Some(etag.unwrap_or_default()));
-            match parse_state(&bytes, stage) {
-                Ok(s) => (Some(s), false, version),
-                Err(e @ ReleaseError::UnreadableManifest { .. }) if verify => {
-                    tracing::warn!(stage = %stage.name, "{e}; rebuilding it from a listing and the release records");
-                    (None, true, version)
-                }
-                Err(e) => return Err(e.into()),
-            }
+    Ok(match read {
+        Some((Ok(s), version)) => (Some(s), false, version),
+        Some((Err(e @ ReleaseError::UnreadableManifest { .. }), version)) if verify => {
+            tracing::warn!(stage = %stage.name, "{e}; rebuilding it from a listing and the release records");
+            (None, true, version)
         }
+        Some((Err(e), _)) => return Err(e.into()),
         None => (None, false, Version(None)),
     })
+}
+
+/// The stage's manifest read and parsed while the run still walks and hashes `dist/`.
+///
+/// On a no-op deploy of a large site the two are most of the run (hashing every file;
+/// one GET of a manifest that names every file, and parsing it), and neither needs
+/// the other, so running them side by side takes the longer of the two instead of
+/// their sum; the parse runs on a core of its own. Only the read-only first pass takes
+/// it (what a no-op or a dry run decides on): under the stage lock the engine asks the
+/// server again ([`Before::Read`]).
+pub struct EarlyRead {
+    task: Option<tokio::task::JoinHandle<Result<Fetched, StoreError>>>,
+    bucket: String,
+    key: String,
+}
+
+impl EarlyRead {
+    /// Starts reading `stage`'s manifest on the current runtime; sets `missing` as soon
+    /// as the server says there is none (a first deploy, which sends every file).
+    pub fn start(bucket: Bucket, stage: &Stage, missing: Arc<AtomicBool>) -> Self {
+        let (key, name) = (Keys::new(&stage.name).state(), stage.name.clone());
+        let (b, k) = (bucket.name().to_owned(), key.clone());
+        let task = tokio::spawn(async move {
+            let Some((bytes, etag)) = bucket.get_versioned(&key).await? else {
+                missing.store(true, Ordering::Relaxed);
+                return Ok(None);
+            };
+            // Parsing a large manifest takes tens of milliseconds: off the runtime's
+            // threads, so requests are not held up behind it.
+            let parsed = tokio::task::spawn_blocking(move || parse_state(&bytes, &name))
+                .await
+                .map_err(|e| StoreError::Request {
+                    op: "GetObject",
+                    bucket: bucket.name().to_owned(),
+                    key: key.clone(),
+                    message: format!("parsing it stopped: {e}"),
+                })?;
+            Ok(Some((parsed, version_of(etag))))
+        });
+        Self {
+            task: Some(task),
+            bucket: b,
+            key: k,
+        }
+    }
+
+    /// The answer, waiting for it if need be.
+    async fn answer(mut self) -> Result<Fetched, StoreError> {
+        let Some(task) = self.task.take() else {
+            return Ok(None);
+        };
+        task.await.map_err(|e| StoreError::Request {
+            op: "GetObject",
+            bucket: std::mem::take(&mut self.bucket),
+            key: std::mem::take(&mut self.key),
+            message: format!("the early read stopped: {e}"),
+        })?
+    }
+}
+
+impl Drop for EarlyRead {
+    fn drop(&mut self) {
+        // A run that ended before taking it (an error in `dist/`) leaves no GET behind.
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
 }
 
 /// Reads a stage's manifest as stored (no listing); an empty one if there is none,
@@ -161,21 +256,21 @@ async fn read_versioned(
 pub async fn read_state(bucket: &Bucket, stage: &Stage) -> Result<StageState, Error> {
     let keys = Keys::new(&stage.name);
     match bucket.get_bytes(&keys.state()).await? {
-        Some(bytes) => Ok(parse_state(&bytes, stage)?),
+        Some(bytes) => Ok(parse_state(&bytes, &stage.name)?),
         None => Ok(StageState::empty(&stage.name)),
     }
 }
 
 /// A stored manifest, or why it cannot be used: unreadable, or of a newer format.
-fn parse_state(bytes: &[u8], stage: &Stage) -> Result<StageState, ReleaseError> {
+fn parse_state(bytes: &[u8], stage: &str) -> Result<StageState, ReleaseError> {
     let state: StageState =
         serde_json::from_slice(bytes).map_err(|e| ReleaseError::UnreadableManifest {
-            stage: stage.name.clone(),
+            stage: stage.to_owned(),
             reason: e.to_string(),
         })?;
     if state.version > STATE_VERSION {
         return Err(ReleaseError::NewerManifest {
-            stage: stage.name.clone(),
+            stage: stage.to_owned(),
             version: state.version,
         });
     }
