@@ -368,13 +368,13 @@ async fn execute(
     let token = format!("{:016x}", rand::random::<u64>());
     let mut marked = StageState::clone(&state);
     marked.in_progress = Some(token);
-    for (sha, owner) in &plan.next_state.blobs {
+    for (sha, owner) in &plan.blobs {
         if let Some(kept) = marked.blobs.get_mut(sha) {
             kept.clone_from(owner);
         }
     }
     for p in &plan.preserves {
-        if let Some(owner) = plan.next_state.blobs.get(&p.sha256) {
+        if let Some(owner) = plan.blobs.get(&p.sha256) {
             marked.blobs.insert(p.sha256.clone(), owner.clone());
         }
     }
@@ -423,7 +423,7 @@ async fn execute(
     let step = Instant::now();
 
     // Invalidate, then record: a failed invalidation is remembered and retried.
-    let mut next = plan.next_state.clone();
+    let mut next = plan.next_state(&target.desired, &state);
     for (path, written) in stored {
         if let Some(entry) = next.objects.get_mut(&path) {
             entry.etag = written.etag;

@@ -5,7 +5,7 @@
 //! path, nothing / a header update / an upload. Nothing here does I/O, so every safety
 //! rule (order, retention, the delete limit) is unit-tested directly.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -127,9 +127,13 @@ pub struct Plan {
     /// Preserved contents no retained release needs any more.
     pub blob_deletes: Vec<String>,
     pub unchanged: usize,
-    /// The manifest to record once every step succeeded (ETags filled in as written).
+    /// Preserved contents the manifest names after the run (sha256 → the newest
+    /// release that needs it).
     #[serde(skip)]
-    pub next_state: StageState,
+    pub blobs: BTreeMap<String, String>,
+    /// Recorded files outside the release that retention keeps in place.
+    #[serde(skip)]
+    kept: Vec<String>,
 }
 
 /// The plan was refused before anything was written.
@@ -207,17 +211,11 @@ pub fn plan(
     let mut writes = Vec::new();
     let mut preserves = Vec::new();
     let mut unchanged = 0;
-    // The next manifest's objects: every desired file, then what retention keeps of
-    // the others. Built afresh rather than by editing a copy of the current ones:
-    // planning a large site that barely changed copies each entry once, not twice.
-    let mut objects: BTreeMap<String, ObjectEntry> = BTreeMap::new();
     // Content this run overwrites → the release that served it until now.
     let mut overwritten: BTreeMap<String, String> = BTreeMap::new();
 
     for d in desired {
-        let phase = Phase::of(&d.path, &d.headers);
         let existing = state.objects.get(&d.path);
-        let replaces = existing.is_some_and(|e| e.sha256 != d.sha256);
         let write = match existing {
             Some(e) if e.sha256 == d.sha256 && e.headers == d.headers => None,
             Some(e) if e.sha256 == d.sha256 => Some(Write::Headers),
@@ -240,33 +238,14 @@ pub fn plan(
                 size: d.size,
             }),
         };
-        let etag = match (&write, existing) {
-            (None, Some(e)) => e.etag.clone(),
-            _ => None,
-        };
-        // The content's MD5 stays known while the content does (a header update too).
-        let md5 = existing
-            .filter(|e| e.sha256 == d.sha256)
-            .and_then(|e| e.md5.clone());
-        objects.insert(
-            d.path.clone(),
-            ObjectEntry {
-                sha256: d.sha256.clone(),
-                size: d.size,
-                headers: d.headers.clone(),
-                etag,
-                md5,
-                release: release.to_owned(),
-            },
-        );
         match write {
             Some(write) => writes.push(Action {
                 path: d.path.clone(),
-                phase,
+                phase: Phase::of(&d.path, &d.headers),
                 sha256: d.sha256.clone(),
                 headers: d.headers.clone(),
                 write,
-                replaces,
+                replaces: existing.is_some_and(|e| e.sha256 != d.sha256),
             }),
             None => unchanged += 1,
         }
@@ -284,14 +263,15 @@ pub fn plan(
     let retained: BTreeSet<&str> = recent.into_iter().collect();
 
     // Every other recorded file is kept for a retained release, or deleted.
+    let wanted: HashSet<&str> = desired.iter().map(|d| d.path.as_str()).collect();
     let mut deletes: Vec<String> = Vec::new();
-    let mut kept: Vec<(&String, &ObjectEntry)> = Vec::new();
+    let mut kept: Vec<String> = Vec::new();
     for (path, e) in &state.objects {
-        if objects.contains_key(path) {
+        if wanted.contains(path.as_str()) {
             continue;
         }
         if retained.contains(e.release.as_str()) {
-            kept.push((path, e));
+            kept.push(path.clone());
         } else {
             deletes.push(path.clone());
         }
@@ -302,34 +282,23 @@ pub fn plan(
             max: opts.max_delete,
         });
     }
-    objects.extend(kept.into_iter().map(|(p, e)| (p.clone(), e.clone())));
-    let mut next = StageState {
-        version: state.version,
-        stage: state.stage.clone(),
-        current: Some(release.to_owned()),
-        history: state.history.clone(),
-        objects,
-        blobs: state.blobs.clone(),
-        in_progress: state.in_progress.clone(),
-        pending_invalidation: state.pending_invalidation.clone(),
-    };
 
     // A blob belongs to the newest release that needs it: the one that served its
     // content until this run, whether the blob is new or was kept from an earlier
     // overwrite of the same content (X, Y, X, Z: the third release needs X too).
+    let mut blobs = state.blobs.clone();
     for (sha, owner) in overwritten {
-        if next.blobs.contains_key(&sha) || preserves.iter().any(|p| p.sha256 == sha) {
-            next.blobs.insert(sha, owner);
+        if blobs.contains_key(&sha) || preserves.iter().any(|p| p.sha256 == sha) {
+            blobs.insert(sha, owner);
         }
     }
-    let blob_deletes: Vec<String> = next
-        .blobs
+    let blob_deletes: Vec<String> = blobs
         .iter()
         .filter(|(_, owner)| !retained.contains(owner.as_str()))
         .map(|(sha, _)| sha.clone())
         .collect();
     for sha in &blob_deletes {
-        next.blobs.remove(sha);
+        blobs.remove(sha);
     }
 
     Ok(Plan {
@@ -339,8 +308,54 @@ pub fn plan(
         deletes,
         blob_deletes,
         unchanged,
-        next_state: next,
+        blobs,
+        kept,
     })
+}
+
+impl Plan {
+    /// The manifest to record once every step of this plan succeeded, before the
+    /// ETags of what was written are filled in: every desired file, then what
+    /// retention kept of the others. `desired` and `state` are what the plan was made
+    /// from. Built only by a run that writes (a large site's no-op never needs it),
+    /// and afresh rather than by editing a copy of the current manifest, so each entry
+    /// is copied once.
+    pub fn next_state(&self, desired: &[Desired], state: &StageState) -> StageState {
+        let mut objects: BTreeMap<String, ObjectEntry> = desired
+            .iter()
+            .map(|d| {
+                let same = state.objects.get(&d.path).filter(|e| e.sha256 == d.sha256);
+                let entry = ObjectEntry {
+                    sha256: d.sha256.clone(),
+                    size: d.size,
+                    headers: d.headers.clone(),
+                    // The ETag only of an object not written again; the content's MD5
+                    // while the content stays (a header update too).
+                    etag: same
+                        .filter(|e| e.headers == d.headers)
+                        .and_then(|e| e.etag.clone()),
+                    md5: same.and_then(|e| e.md5.clone()),
+                    release: self.release.clone(),
+                };
+                (d.path.clone(), entry)
+            })
+            .collect();
+        objects.extend(
+            self.kept
+                .iter()
+                .filter_map(|p| Some((p.clone(), state.objects.get(p)?.clone()))),
+        );
+        StageState {
+            version: state.version,
+            stage: state.stage.clone(),
+            current: Some(self.release.clone()),
+            history: state.history.clone(),
+            objects,
+            blobs: self.blobs.clone(),
+            in_progress: state.in_progress.clone(),
+            pending_invalidation: state.pending_invalidation.clone(),
+        }
+    }
 }
 
 /// Immutable assets, then other files, then entry points; `index.html` files last of all,
@@ -403,7 +418,7 @@ mod tests {
     /// The state after `plan` ran successfully.
     fn apply(state: &StageState, desired: Vec<Desired>, release: &str) -> (Plan, StageState) {
         let plan = plan(&desired, state, release, OPTS).unwrap();
-        let mut next = plan.next_state.clone();
+        let mut next = plan.next_state(&desired, state);
         next.push_history(crate::state::HistoryEntry {
             release: release.into(),
             at: String::new(),
