@@ -43,21 +43,22 @@ pub fn config_desired(stage: &Stage) -> Desired {
 }
 
 /// The desired files for a build: every file of `dist/` (a `config.json` there is
-/// replaced by the stage's) plus the stage's `config.json`.
-pub fn desired_from_dist(files: &[LocalFile], stage: &Stage) -> Vec<Desired> {
+/// replaced by the stage's) plus the stage's `config.json`. Takes the scanned files
+/// over: their paths and hashes move, not copied.
+pub fn desired_from_dist(files: Vec<LocalFile>, stage: &Stage) -> Vec<Desired> {
     files
-        .iter()
+        .into_iter()
         .filter(|f| f.path != CONFIG_JSON)
         .map(|f| Desired {
-            path: f.path.clone(),
-            sha256: f.sha256.clone(),
-            size: f.size,
             headers: stage.headers.for_path(&f.path),
+            path: f.path,
+            sha256: f.sha256,
+            size: f.size,
             // Bytes read while hashing are sent as they are: what is uploaded is
             // exactly what was hashed, and the file is not opened again.
-            source: match &f.body {
-                Some(bytes) => Source::Bytes(bytes.clone()),
-                None => Source::File(f.abs.clone()),
+            source: match f.body {
+                Some(bytes) => Source::Bytes(bytes),
+                None => Source::File(f.abs),
             },
         })
         .chain(std::iter::once(config_desired(stage)))
@@ -116,7 +117,7 @@ pub async fn run_with_code(
             source: std::io::Error::other(e),
         })??;
     let described = std::time::Instant::now();
-    let desired = desired_from_dist(&files, stage);
+    let desired = desired_from_dist(files, stage);
     let files = crate::plan::files_of(&desired);
     let release = Release {
         id: state::release_id(&files),

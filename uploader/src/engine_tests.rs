@@ -707,7 +707,7 @@ async fn rollback_to_a_release_that_never_went_live_is_refused() {
     let _ = w.deploy("dev", &opts()).await;
     w.fakes.s3.heal();
     let files = crate::plan::files_of(&deploy::desired_from_dist(
-        &crate::local::scan(&w.dist()).unwrap(),
+        crate::local::scan(&w.dist()).unwrap(),
         &w.stage("dev"),
     ));
     let v2 = crate::state::release_id(&files);

@@ -235,16 +235,21 @@ impl StageState {
 pub fn release_id(files: &BTreeMap<String, FileEntry>) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    // One buffer for every file's headers as JSON (the bytes hashed are unchanged).
+    // One buffer for the headers as JSON, written again only when they differ from
+    // the previous file's (neighbours mostly share them; the bytes hashed are the same).
     let mut headers = Vec::new();
+    let mut last: Option<&crate::headers::Headers> = None;
     for (path, f) in files {
         h.update(path.as_bytes());
         h.update([0]);
         h.update(f.sha256.as_bytes());
         h.update([0]);
-        headers.clear();
-        if serde_json::to_writer(&mut headers, &f.headers).is_err() {
+        if last != Some(&f.headers) {
             headers.clear();
+            if serde_json::to_writer(&mut headers, &f.headers).is_err() {
+                headers.clear();
+            }
+            last = Some(&f.headers);
         }
         h.update(&headers);
         h.update([0]);
@@ -303,6 +308,31 @@ mod tests {
         }
         s.current = Some("d".into());
         assert_eq!(s.recent_releases(), ["d", "b", "c", "a"]);
+    }
+
+    /// The id is part of the stored records: a build must keep the id older uploaders
+    /// gave it (SHA-256 over path, content hash and headers as JSON, in path order; the
+    /// expected value is computed outside Rust), whichever files share headers.
+    #[test]
+    fn release_id_is_stable_across_versions() {
+        let file = |sha: &str, content_type: &str, cache_control: &str| FileEntry {
+            sha256: sha.into(),
+            size: 1,
+            headers: Headers {
+                content_type: content_type.into(),
+                cache_control: cache_control.into(),
+                ..Headers::default()
+            },
+        };
+        let (css, html) = ("text/css; charset=utf-8", "text/html; charset=utf-8");
+        let short = "public, max-age=300";
+        let files = BTreeMap::from([
+            ("a.css".to_owned(), file("11", css, short)),
+            ("b.html".to_owned(), file("22", html, "no-cache")),
+            ("c.css".to_owned(), file("33", css, short)),
+            ("d.css".to_owned(), file("44", css, short)),
+        ]);
+        assert_eq!(release_id(&files), "r-2f6829e6b52b");
     }
 
     #[test]
