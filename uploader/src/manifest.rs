@@ -83,11 +83,11 @@ pub async fn load_state(
         Before::Nothing => {
             let read = fetch_parsed(bucket, &keys.state(), &stage.name).await?;
             let (stored, rebuild, version) = settle(read, stage, verify)?;
-            (stored.map(Arc::new), rebuild, version, None)
+            (stored, rebuild, version, None)
         }
         Before::Started(early) => {
             let (stored, rebuild, version) = settle(early.answer().await?, stage, verify)?;
-            (stored.map(Arc::new), rebuild, version, None)
+            (stored, rebuild, version, None)
         }
         // A second read in the same run (under the lock) asks only for the manifest's
         // version: most often no other run wrote in between, and then what the first
@@ -98,7 +98,6 @@ pub async fn load_state(
         Before::Read(seen) => {
             let read = fetch_parsed(bucket, &keys.state(), &stage.name).await?;
             let (stored, rebuild, version) = settle(read, stage, verify)?;
-            let stored = stored.map(Arc::new);
             // The listing is reused when the manifest reads as it did before.
             let listing = seen.listing.filter(|_| seen.stored == stored);
             (stored, rebuild, version, listing)
@@ -172,9 +171,9 @@ fn settle(
     read: Fetched,
     stage: &Stage,
     verify: bool,
-) -> Result<(Option<StageState>, bool, Version), Error> {
+) -> Result<(Option<Arc<StageState>>, bool, Version), Error> {
     Ok(match read {
-        Some((Ok(s), version)) => (Some(s), false, version),
+        Some((Ok(s), version)) => (Some(Arc::new(s)), false, version),
         Some((Err(e @ ReleaseError::UnreadableManifest { .. }), version)) if verify => {
             tracing::warn!(stage = %stage.name, "{e}; rebuilding it from a listing and the release records");
             (None, true, version)
