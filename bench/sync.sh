@@ -16,7 +16,9 @@
 #   BENCH_FRESH=1              0 skips the fresh-checkout scenario (one run per tool)
 #   BENCH_CELL_TIMEOUT=600     seconds before one tool run is cut (reported as >600s)
 #   BENCH_RSS=1                0 skips the 1 GiB peak-RSS run
-#   BENCH_NO_BUILD=1           use the existing release binaries as they are
+#   BENCH_NO_BUILD=1           use the existing release binaries as they are (looked
+#                              for under $CARGO_TARGET_DIR, else ./target: without the
+#                              variable a checkout that builds elsewhere builds again)
 #   BENCH_RESULTS=FILE         where the markdown goes (default bench/results.md)
 #
 # Scenarios, per data set, every tool in its own bucket:
