@@ -145,30 +145,19 @@ impl Lock {
             }
             None => bucket.put_if_absent(&key, body).await?,
         };
-        let Some(written) = written else {
-            return match read(bucket, &key).await? {
-                Some((other, _)) => Err(held(stage, &other, now)),
-                None => Err(held(stage, &info, now)),
-            };
-        };
         // Read back, for servers that ignore the condition: the lock is this run's
-        // only if it still holds what this run wrote. Its ETag says so when the server
-        // gave one (the random token makes the body this run's alone); else the body.
+        // only if it still holds what this run wrote.
         let ours = match &written {
-            Some(etag) if !etag.is_empty() => {
-                bucket.version_of(&key).await?.as_deref() == Some(etag.as_str())
-            }
-            _ => {
-                matches!(read(bucket, &key).await?, Some((stored, _)) if stored.token == info.token)
-            }
+            Some(etag) => is_ours(bucket, &key, etag.as_deref(), &info.token).await?,
+            None => false,
         };
         if !ours {
-            return match read(bucket, &key).await? {
-                Some((other, _)) => Err(held(stage, &other, now)),
-                None => Err(held(stage, &info, now)),
-            };
+            return Err(match read(bucket, &key).await? {
+                Some((other, _)) => held(stage, &other, now),
+                None => held(stage, &info, now),
+            });
         }
-        let etag = match written {
+        let etag = match written.flatten() {
             Some(etag) if !etag.is_empty() => Some(etag),
             _ => read(bucket, &key).await?.and_then(|(_, etag)| etag),
         };
@@ -221,16 +210,14 @@ impl Lock {
     /// Releases the lock if it is still ours: still the version this run last wrote
     /// (a HEAD), or, from a server that sends no ETag, still holding this run's token.
     async fn release(self) -> Result<(), StoreError> {
-        let ours = match &self.etag {
-            Some(etag) if !etag.is_empty() => {
-                self.bucket.version_of(&self.key).await?.as_deref() == Some(etag.as_str())
-            }
-            _ => matches!(
-                read(&self.bucket, &self.key).await,
-                Ok(Some((stored, _))) if stored.token == self.info.token
-            ),
-        };
-        if ours {
+        if is_ours(
+            &self.bucket,
+            &self.key,
+            self.etag.as_deref(),
+            &self.info.token,
+        )
+        .await?
+        {
             self.bucket.delete(&self.key).await?;
         }
         Ok(())
@@ -251,19 +238,31 @@ fn lost(stage: &str, info: &LockInfo, now: u64) -> Held {
     }
 }
 
+/// Whether the lock at `key` is still the one this run wrote: still the version it
+/// wrote (one HEAD) when the server gave one (the random token makes the body this
+/// run's alone), else still holding this run's token.
+async fn is_ours(
+    bucket: &Bucket,
+    key: &str,
+    etag: Option<&str>,
+    token: &str,
+) -> Result<bool, StoreError> {
+    Ok(match etag {
+        Some(etag) if !etag.is_empty() => bucket.version_of(key).await?.as_deref() == Some(etag),
+        _ => matches!(read(bucket, key).await?, Some((stored, _)) if stored.token == token),
+    })
+}
+
 /// The lock as stored, and its version (ETag).
 async fn read(
     bucket: &Bucket,
     key: &str,
 ) -> Result<Option<(LockInfo, Option<String>)>, StoreError> {
-    use futures::TryStreamExt;
-    let Some(fetched) = bucket.get(key).await? else {
+    let Some((bytes, etag)) = bucket.get_versioned(key).await? else {
         return Ok(None);
     };
-    let etag = fetched.etag.as_deref().map(crate::store::normalise_etag);
-    let chunks: Vec<axum::body::Bytes> = fetched.body.try_collect().await?;
     // An unreadable lock file is treated as expired: it cannot name a live holder.
-    let info = serde_json::from_slice(&chunks.concat()).unwrap_or(LockInfo {
+    let info = serde_json::from_slice(&bytes).unwrap_or(LockInfo {
         token: String::new(),
         operation: "unknown".into(),
         holder: None,
