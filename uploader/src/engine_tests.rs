@@ -196,17 +196,26 @@ impl World {
     ) {
         let bucket = crate::store::Bucket::new(self.fakes.clients.s3.clone(), BUCKET);
         let keys = crate::state::Keys::new("dev");
-        let (state, _, seen) = crate::manifest::load_state(
-            &bucket,
-            &keys,
-            &self.stage("dev"),
-            false,
-            &[],
-            crate::manifest::Before::Nothing,
-        )
-        .await
-        .unwrap();
+        let (state, seen) = self.load_dev(crate::manifest::Before::Nothing).await;
         (bucket, keys, state, seen)
+    }
+
+    /// Dev's manifest as `load_state` reads it, knowing `before`.
+    async fn load_dev(
+        &self,
+        before: crate::manifest::Before,
+    ) -> (
+        std::sync::Arc<crate::state::StageState>,
+        crate::manifest::Seen,
+    ) {
+        let bucket = crate::store::Bucket::new(self.fakes.clients.s3.clone(), BUCKET);
+        let keys = crate::state::Keys::new("dev");
+        let stage = self.stage("dev");
+        let (state, _, seen) =
+            crate::manifest::load_state(&bucket, &keys, &stage, false, &[], before)
+                .await
+                .unwrap();
+        (state, seen)
     }
 
     /// Another run records its own manifest for dev (`state`, live release
@@ -818,19 +827,10 @@ async fn under_the_lock_the_manifest_is_read_again_only_when_another_run_changed
     assert_eq!(w.current("dev"), w.dist_files());
 
     // Another run records its manifest between the two reads: the second sees it.
-    let (bucket, keys, state, seen) = w.read_dev_manifest().await;
+    let (_, _, state, seen) = w.read_dev_manifest().await;
     w.another_run_records_dev(&state);
     w.fakes.s3.clear_reads();
-    let (again, _, _) = crate::manifest::load_state(
-        &bucket,
-        &keys,
-        &w.stage("dev"),
-        false,
-        &[],
-        crate::manifest::Before::Read(seen),
-    )
-    .await
-    .unwrap();
+    let (again, _) = w.load_dev(crate::manifest::Before::Read(seen)).await;
     assert_eq!(again.current.as_deref(), Some("r-theirs"));
     assert_eq!(reads_of_manifest(), ["HeadObject", "GetObject"]);
 }

@@ -31,6 +31,13 @@ pub struct Object {
     pub headers: Headers,
 }
 
+impl Object {
+    /// Its ETag as S3 sends it for a single-part upload: the quoted MD5.
+    fn etag(&self) -> String {
+        format!("\"{}\"", Digests::of(&self.bytes).md5_hex())
+    }
+}
+
 #[derive(Debug, Default)]
 struct Upload {
     bucket: String,
@@ -217,7 +224,7 @@ impl ObjectApi for FakeS3 {
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<Fetched>, StoreError> {
         lock(&self.reads).push(format!("GetObject {bucket}/{key}"));
         Ok(self.object(bucket, key).map(|o| Fetched {
-            etag: Some(format!("\"{}\"", Digests::of(&o.bytes).md5_hex())),
+            etag: Some(o.etag()),
             content_length: Some(o.bytes.len() as i64),
             headers: o.headers,
             body: Box::pin(futures::stream::iter([Ok(Bytes::from(o.bytes))])),
@@ -226,9 +233,7 @@ impl ObjectApi for FakeS3 {
 
     async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<String>, StoreError> {
         lock(&self.reads).push(format!("HeadObject {bucket}/{key}"));
-        Ok(self
-            .object(bucket, key)
-            .map(|o| format!("\"{}\"", Digests::of(&o.bytes).md5_hex())))
+        Ok(self.object(bucket, key).map(|o| o.etag()))
     }
 
     async fn copy_object(
@@ -248,7 +253,7 @@ impl ObjectApi for FakeS3 {
                 format!("NoSuchKey: {src_bucket}/{src_key}"),
             ));
         };
-        let etag = format!("\"{}\"", Digests::of(&src.bytes).md5_hex());
+        let etag = src.etag();
         lock(&self.objects).insert(
             (bucket.to_owned(), key.to_owned()),
             Object {

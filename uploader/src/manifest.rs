@@ -148,10 +148,10 @@ pub async fn load_state(
 
 /// A stage's manifest as fetched, parsed (or why it could not be), with its version;
 /// `None` when the stage has none.
-type Fetched = Option<(Result<StageState, ReleaseError>, Version)>;
+type Answer = Option<(Result<StageState, ReleaseError>, Version)>;
 
 /// Fetches and parses the manifest at `key`.
-async fn fetch_parsed(bucket: &Bucket, key: &str, stage: &str) -> Result<Fetched, StoreError> {
+async fn fetch_parsed(bucket: &Bucket, key: &str, stage: &str) -> Result<Answer, StoreError> {
     Ok(bucket
         .get_versioned(key)
         .await?
@@ -168,7 +168,7 @@ fn version_of(etag: Option<String>) -> Version {
 /// What a fetched manifest means for the run: `(manifest, rebuild, version)`, where
 /// `rebuild` says it was unreadable and `--verify` asked to rebuild it.
 fn settle(
-    read: Fetched,
+    read: Answer,
     stage: &Stage,
     verify: bool,
 ) -> Result<(Option<Arc<StageState>>, bool, Version), Error> {
@@ -192,7 +192,7 @@ fn settle(
 /// it (what a no-op or a dry run decides on): under the stage lock the engine asks the
 /// server again ([`Before::Read`]).
 pub struct EarlyRead {
-    task: Option<tokio::task::JoinHandle<Result<Fetched, StoreError>>>,
+    task: tokio::task::JoinHandle<Result<Answer, StoreError>>,
     bucket: String,
     key: String,
 }
@@ -221,18 +221,15 @@ impl EarlyRead {
             Ok(Some((parsed, version_of(etag))))
         });
         Self {
-            task: Some(task),
+            task,
             bucket: b,
             key: k,
         }
     }
 
     /// The answer, waiting for it if need be.
-    async fn answer(mut self) -> Result<Fetched, StoreError> {
-        let Some(task) = self.task.take() else {
-            return Ok(None);
-        };
-        task.await.map_err(|e| StoreError::Request {
+    async fn answer(mut self) -> Result<Answer, StoreError> {
+        (&mut self.task).await.map_err(|e| StoreError::Request {
             op: "GetObject",
             bucket: std::mem::take(&mut self.bucket),
             key: std::mem::take(&mut self.key),
@@ -243,10 +240,9 @@ impl EarlyRead {
 
 impl Drop for EarlyRead {
     fn drop(&mut self) {
-        // A run that ended before taking it (an error in `dist/`) leaves no GET behind.
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        // A run that ended before taking it (an error in `dist/`) leaves no GET behind
+        // (a task that has finished is not affected).
+        self.task.abort();
     }
 }
 

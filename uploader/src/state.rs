@@ -254,7 +254,7 @@ pub fn release_id(files: &BTreeMap<String, FileEntry>) -> String {
         h.update(&headers);
         h.update([0]);
     }
-    format!("r-{}", &hex::encode(h.finalize())[..12])
+    format!("r-{}", &crate::local::to_hex(&h.finalize())[..12])
 }
 
 /// Now, as RFC 3339 (UTC, seconds).

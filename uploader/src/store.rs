@@ -572,7 +572,7 @@ impl Bucket {
                 }
             }
             // Every part is checked; the whole must still be the content planned.
-            if hex::encode(whole.finalize()) != sha256 {
+            if crate::local::to_hex(&whole.finalize()) != sha256 {
                 return Err(StoreError::ChangedLocally {
                     path: path.to_owned(),
                 });
