@@ -98,15 +98,15 @@ fn gloo_error_text(err: gloo_net::Error) -> String {
     }
 }
 
-/// Sends one request, `body` as JSON, with gloo-net. `Err` only when there was
-/// no HTTP answer at all.
+/// Sends one request, `body` as JSON, with gloo-net. `Err` when there was no
+/// HTTP answer at all, or the request could not be made (a URL the browser
+/// refuses, a body that is not JSON).
 ///
 /// The request is one `new Request(url, init)`: the URLs here are whole (the
 /// API's, or `config.json` relative to the page, which `Request` resolves), so
-/// gloo-net's `RequestBuilder` has nothing to add, and its way of appending
-/// query parameters (a throwaway `Request` to resolve the URL, a `URL` to edit
-/// its query, the URL copied into wasm and back) was a third of a toggle's script
-/// time outside `fetch` itself in a CPU profile.
+/// gloo-net's `RequestBuilder` has nothing to add, and its query handling (a
+/// throwaway `Request` and a `URL` per request) is a large part of a toggle's
+/// script time outside `fetch` itself.
 async fn send(
     method: &str,
     url: &str,
@@ -257,7 +257,8 @@ impl Api {
         url: &str,
         body: Option<&JsValue>,
     ) -> Result<Response, ApiError> {
-        // The list must never come from a cache: other tabs/devices change it.
+        // No API answer may come from a cache (the list above all: other tabs
+        // and devices change it).
         let response = send(method, url, body, RequestCache::NoStore)
             .await
             .map_err(ApiError::Network)?;

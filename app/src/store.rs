@@ -59,6 +59,14 @@ impl Row {
         }
     }
 
+    /// Frees the row's signals (see [`Row::new`]).
+    fn dispose(self) {
+        self.id.dispose();
+        self.title.dispose();
+        self.completed.dispose();
+        self.editing.dispose();
+    }
+
     fn snapshot(self) -> Todo {
         Todo {
             uid: self.uid,
@@ -146,10 +154,7 @@ impl Store {
         set_timeout(
             move || {
                 for row in rows {
-                    row.id.dispose();
-                    row.title.dispose();
-                    row.completed.dispose();
-                    row.editing.dispose();
+                    row.dispose();
                 }
             },
             Duration::ZERO,

@@ -143,7 +143,29 @@ fn on_list_event(
     row_at: impl Fn(usize) -> Option<Row>,
     edit_field: EditField,
 ) {
-    let target = event_target::<web_sys::HtmlInputElement>(ev);
+    // What the event asks for, from its target alone: most clicks in the list
+    // (on a title, on the row, in the edit field, the two before a double-click)
+    // ask for nothing, and need not find their row.
+    let target = event_target::<web_sys::Element>(ev);
+    let wanted = if dblclick {
+        if target.tag_name() != "LABEL" {
+            return;
+        }
+        Wanted::Edit
+    } else {
+        let classes = target.class_list();
+        if classes.contains("toggle") {
+            Wanted::Complete(
+                target
+                    .unchecked_ref::<web_sys::HtmlInputElement>()
+                    .checked(),
+            )
+        } else if classes.contains("destroy") {
+            Wanted::Remove
+        } else {
+            return;
+        }
+    };
     let Some(li) = target.closest("li").ok().flatten() else {
         return;
     };
@@ -160,18 +182,18 @@ fn on_list_event(
     let Some(row) = row_at(index) else {
         return;
     };
-    if dblclick {
-        if target.tag_name() == "LABEL" {
-            start_edit(row, li, edit_field);
-        }
-        return;
+    match wanted {
+        Wanted::Edit => start_edit(row, li, edit_field),
+        Wanted::Complete(completed) => store.set_completed(row, completed),
+        Wanted::Remove => store.remove(row),
     }
-    let classes = target.class_list();
-    if classes.contains("toggle") {
-        store.set_completed(row, target.checked());
-    } else if classes.contains("destroy") {
-        store.remove(row);
-    }
+}
+
+/// What an event in the list asks of its row.
+enum Wanted {
+    Edit,
+    Complete(bool),
+    Remove,
 }
 
 /// The edit field mounted last, if any: its row and the `UnmountHandle` of the
