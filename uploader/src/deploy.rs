@@ -72,7 +72,7 @@ pub async fn run(
     dist: &Path,
     opts: &RunOptions,
 ) -> Result<Report, Error> {
-    run_with_code(clients, stage, dist, None, opts).await
+    run_with_code(std::future::ready(clients.clone()), stage, dist, None, opts).await
 }
 
 /// [`run`], also putting the API's `lambda_zip` on the stage's function (see
@@ -83,8 +83,11 @@ pub async fn run(
 /// history entry records the code hash with the release, which is what a later
 /// `promote` publishes (and nothing else). `dist/` is read before anything is written,
 /// so a missing or bad build never ships code alone.
+///
+/// `clients` is awaited only once the walk of `dist/` has started: setting up the SDK
+/// (its TLS roots are read from disk) takes milliseconds that the walk can use.
 pub async fn run_with_code(
-    clients: &Clients,
+    clients: impl Future<Output = Clients>,
     stage: &Stage,
     dist: &Path,
     lambda_zip: Option<&Path>,
@@ -106,16 +109,21 @@ pub async fn run_with_code(
     // the scan; otherwise most files are unchanged and keeping them costs more than
     // reading the few that changed again.
     let keep = Arc::new(AtomicBool::new(lambda_zip.is_some()));
+    let (root, keeping) = (dist.to_owned(), keep.clone());
+    let scan = tokio::task::spawn_blocking(move || local::scan_keeping(&root, &keeping));
+    let sdk = std::time::Instant::now();
+    let clients = &clients.await;
+    tracing::debug!(
+        ms = crate::progress::ms(sdk),
+        "timing: SDK set up (while dist/ is walked)"
+    );
     let early = lambda_zip
         .is_none()
-        .then(|| EarlyRead::start(Bucket::for_stage(clients, stage), stage, keep.clone()));
-    let root = dist.to_owned();
-    let files = tokio::task::spawn_blocking(move || local::scan_keeping(&root, &keep))
-        .await
-        .map_err(|e| local::LocalError::Io {
-            path: dist.to_owned(),
-            source: std::io::Error::other(e),
-        })??;
+        .then(|| EarlyRead::start(Bucket::for_stage(clients, stage), stage, keep));
+    let files = scan.await.map_err(|e| local::LocalError::Io {
+        path: dist.to_owned(),
+        source: std::io::Error::other(e),
+    })??;
     let described = std::time::Instant::now();
     let desired = desired_from_dist(files, stage);
     let files = crate::plan::files_of(&desired);

@@ -963,7 +963,7 @@ impl World {
         opts: &RunOptions,
     ) -> Result<crate::apply::Report, Error> {
         deploy::run_with_code(
-            &self.fakes.clients,
+            std::future::ready(self.fakes.clients.clone()),
             &self.stage(stage),
             &self.dist(),
             Some(zip),

@@ -363,9 +363,6 @@ async fn run_deploy(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let stage = load_stage(global, &name)?;
     tracing::debug!(ms = ms(started), "timing: configuration read");
-    let sdk = std::time::Instant::now();
-    let clients = global.clients().await;
-    tracing::debug!(ms = ms(sdk), "timing: SDK set up");
     let mut opts = args.run.options(global);
     opts.verify = args.verify;
     // The flag wins over the stage's `[api] zip`.
@@ -376,7 +373,8 @@ async fn run_deploy(global: &Global, args: DeployArgs) -> anyhow::Result<()> {
             .and_then(|a| a.zip.as_ref())
             .map(PathBuf::from)
     });
-    let report = deploy::run_with_code(&clients, &stage, &args.dist, lambda_zip.as_deref(), &opts)
+    let clients = global.clients();
+    let report = deploy::run_with_code(clients, &stage, &args.dist, lambda_zip.as_deref(), &opts)
         .await
         .with_context(|| format!("deploy of stage `{}` failed", stage.name))?;
     tracing::debug!(
