@@ -5,9 +5,10 @@
 //! 2. Plan (pure). A no-op ends here: no lock, no write, a few small reads.
 //! 3. Lock the stage; re-plan from the manifest, read again only if another run
 //!    changed it (a HEAD says).
-//! 4. Preserve content about to be overwritten (copies outside the served prefix),
-//!    then mark the manifest "in progress" naming those copies, write in phases
-//!    (immutable assets, other files, entry points), delete what retention lets go.
+//! 4. Preserve content about to be overwritten (copies outside the served prefix)
+//!    while the manifest is marked "in progress" naming those copies, then write in
+//!    phases (immutable assets, other files, entry points), delete what retention
+//!    lets go.
 //! 5. Invalidate CloudFront, record the manifest and history, unlock.
 //!
 //! A failure at any step leaves every entry point pointing at assets that exist (they
@@ -317,10 +318,19 @@ async fn execute(
         target.action
     );
 
-    // Keep what is about to be overwritten, for rollbacks: server-side copies outside
-    // the served prefix, made while the release record is written (once per stage;
-    // its id is its content). Nothing served has changed yet, so a run that dies here
-    // leaves at most copies no manifest names, which cost storage and nothing else.
+    // Before anything served is overwritten, three writes at once:
+    // - the copies kept for rollbacks of what is about to be overwritten (server-side,
+    //   outside the served prefix);
+    // - the release record (once per stage; its id is its content);
+    // - the manifest, marked: if this run dies, the next one will not trust it
+    //   blindly. The mark names the copies (a run that dies must not leave the next
+    //   one unaware of them) and hands the blobs this run's overwrites keep to their
+    //   new owners (see `plan`; a run that dies part-way must not leave them to expire
+    //   with an older release).
+    // A run that dies before the mark leaves at most copies no manifest names, which
+    // cost storage and nothing else; one that dies after it may leave the mark naming
+    // copies it had not finished, and the run that finds the mark keeps only the
+    // copies that exist (see `manifest::load_state`).
     let step = Instant::now();
     let record = async {
         if state.history.iter().any(|h| h.release == target.release.id) {
@@ -347,24 +357,6 @@ async fn execute(
         })
         .buffer_unordered(opts.concurrency.max(1))
         .collect::<Vec<Result<(), StoreError>>>();
-    let (recorded, copied) = futures::join!(record, copies);
-    recorded?;
-    for r in copied {
-        r?;
-    }
-    tracing::debug!(
-        ms = ms(step),
-        count = plan.preserves.len(),
-        "timing: preserved, release recorded"
-    );
-
-    // Then one manifest write before anything served is overwritten. It marks the
-    // manifest (if this run dies, the next one will not trust it blindly), names the
-    // copies just made (a run that dies from here on must not leave the next one
-    // unaware of them), and hands the blobs this run's overwrites keep to their new
-    // owners (see `plan`; a run that dies part-way must not leave them to expire with
-    // an older release).
-    let step = Instant::now();
     let token = format!("{:016x}", rand::random::<u64>());
     let mut marked = StageState::clone(&state);
     marked.in_progress = Some(token);
@@ -378,8 +370,18 @@ async fn execute(
             marked.blobs.insert(p.sha256.clone(), owner.clone());
         }
     }
-    write_state(bucket, keys, &marked, &mut version).await?;
-    tracing::debug!(ms = ms(step), "timing: manifest marked");
+    let mark = write_state(bucket, keys, &marked, &mut version);
+    let (marking, recorded, copied) = futures::join!(mark, record, copies);
+    marking?;
+    recorded?;
+    for r in copied {
+        r?;
+    }
+    tracing::debug!(
+        ms = ms(step),
+        count = plan.preserves.len(),
+        "timing: manifest marked, preserved, release recorded"
+    );
 
     // Writes, phase by phase; the first failure stops before any later phase.
     let mut stored: BTreeMap<String, Stored> = BTreeMap::new();
@@ -409,8 +411,8 @@ async fn execute(
     let step = Instant::now();
 
     // Deletes come after every write, and only what retention lets go. Preserved
-    // blobs go only once the manifest no longer names them (below): a manifest never
-    // names a blob that is gone.
+    // blobs go only once the manifest no longer names them (below): a finished
+    // manifest never names a blob that is gone.
     let delete_keys: Vec<String> = plan
         .deletes
         .iter()

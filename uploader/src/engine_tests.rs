@@ -854,6 +854,51 @@ async fn a_crashed_runs_marker_makes_the_next_run_list_and_repair() {
     assert_eq!(w.current("dev"), w.dist_files());
 }
 
+/// The copies kept for rollbacks are made while the manifest is marked, so a run can
+/// die with the mark naming copies that were never made. The next run must make them
+/// again (not trust the mark), or a later rollback has nothing to restore from.
+#[tokio::test]
+async fn copies_that_failed_after_the_mark_are_made_again_and_rollback_restores() {
+    let w = World::new();
+    w.build("v1");
+    w.deploy("dev", &opts()).await.unwrap();
+    let v1 = w.dist_files();
+    w.build("v2");
+    w.fakes.s3.fail_writes_to("/blobs/");
+    let failed = w.deploy("dev", &opts()).await;
+    assert_eq!(code(failed), exit::DEPLOY);
+    let stored = w.fakes.s3.object(BUCKET, "_uploader/stages/dev/state.json");
+    let marked: crate::state::StageState = serde_json::from_slice(&stored.unwrap().bytes).unwrap();
+    assert!(
+        marked.in_progress.is_some(),
+        "the failed run marked the manifest"
+    );
+    let named_missing = marked
+        .blobs
+        .keys()
+        .filter(|sha| {
+            let key = format!("_uploader/stages/dev/blobs/{sha}");
+            w.fakes.s3.object(BUCKET, &key).is_none()
+        })
+        .count();
+    assert!(
+        named_missing > 0,
+        "the mark names copies that were not made"
+    );
+    for (path, bytes) in &v1 {
+        assert_eq!(w.site("dev").get(path), Some(bytes), "{path} changed");
+    }
+
+    w.fakes.s3.heal();
+    w.deploy("dev", &opts()).await.unwrap();
+    assert_eq!(w.current("dev"), w.dist_files());
+    w.rollback("dev", &opts()).await.unwrap();
+    let site = w.site("dev");
+    for (path, bytes) in &v1 {
+        assert_eq!(site.get(path), Some(bytes), "{path} not restored");
+    }
+}
+
 #[tokio::test]
 async fn retention_edges_retain_zero_drops_the_old_release_and_rollback_is_refused_unwritten() {
     let w = World::new();

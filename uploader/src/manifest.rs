@@ -129,6 +129,9 @@ pub async fn load_state(
     if rebuild {
         *repaired = recover(bucket, keys, stage, &listing).await?;
     }
+    if !rebuild {
+        drop_missing_blobs(bucket, keys, stage, repaired).await?;
+    }
     fill_missing_md5(repaired, desired).await?;
     let (mut drifted, to_read) = reconcile(repaired, &stage.prefix, &listing);
     drifted += drop_wrong_content(bucket, &stage.prefix, repaired, to_read).await?;
@@ -423,6 +426,36 @@ pub fn reconcile(
     });
     state.in_progress = None;
     (before - state.objects.len(), to_read)
+}
+
+/// Drops from the manifest the preserved blobs that do not exist. A run marks the
+/// manifest while it makes its copies (see `apply`), so a run that died may have left
+/// the mark naming copies it never finished; a blob named but missing would otherwise
+/// never be copied again, and a rollback would find nothing to restore from. One
+/// listing, made only when the manifest names blobs.
+async fn drop_missing_blobs(
+    bucket: &Bucket,
+    keys: &Keys,
+    stage: &Stage,
+    state: &mut StageState,
+) -> Result<(), StoreError> {
+    if state.blobs.is_empty() {
+        return Ok(());
+    }
+    let prefix = keys.blob("");
+    let listed: std::collections::BTreeSet<String> = bucket
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .filter_map(|l| l.key.strip_prefix(&prefix).map(str::to_owned))
+        .collect();
+    let before = state.blobs.len();
+    state.blobs.retain(|sha, _| listed.contains(sha));
+    let dropped = before - state.blobs.len();
+    if dropped > 0 {
+        tracing::warn!(stage = %stage.name, dropped, "the manifest named preserved copies that are missing; they will be made again when needed");
+    }
+    Ok(())
 }
 
 /// Reads each of `paths` and drops from the manifest those whose content is not the

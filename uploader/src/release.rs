@@ -19,7 +19,7 @@ use crate::aws::Clients;
 use crate::backend::{self, AliasMove, BackendError, LambdaReport, VersionSource};
 use crate::config::Stage;
 use crate::lock::with_stage_lock;
-use crate::manifest::{read_release, read_state};
+use crate::manifest::{Before, load_state, read_release, read_state};
 use crate::plan::{Desired, Source};
 use crate::state::{HistoryEntry, Keys, Release};
 use crate::store::Bucket;
@@ -452,7 +452,10 @@ async fn rollback_target(
 ) -> Result<RollbackTarget, Error> {
     let bucket = Bucket::for_stage(clients, stage);
     let keys = Keys::new(&stage.name);
-    let state = read_state(&bucket, stage).await?;
+    // Where the bytes are is read from the manifest as the engine will trust it: one
+    // a crashed run left marked is checked against a listing first (what it says is
+    // at a path, or kept as a blob, may not be).
+    let (state, _, _) = load_state(&bucket, &keys, stage, false, &[], Before::Nothing).await?;
     let recent = state.recent_releases();
     let target = match to {
         Some(id) => {
