@@ -20,14 +20,24 @@ pub struct Uploader {
 
 impl Uploader {
     /// `bin` against `endpoint` (a local server or a proxy in front of one), reading
-    /// `config` and deploying `dist`.
+    /// `config` and deploying `dist`. The runs keep their manifest copies in
+    /// `manifest-copies/` beside `config` (one machine per harness, nothing written
+    /// to the home directory); `UPLOADER_CACHE_DIR` in [`Uploader::run_with`] plays
+    /// another machine.
     pub fn new(bin: impl Into<PathBuf>, endpoint: &str, config: &Path, dist: &Path) -> Self {
+        let copies = config
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("manifest-copies");
         Self {
             bin: bin.into(),
             endpoint: endpoint.to_owned(),
             config: config.to_owned(),
             dist: dist.to_owned(),
-            env: Vec::new(),
+            env: vec![(
+                "UPLOADER_CACHE_DIR".to_owned(),
+                copies.to_string_lossy().into_owned(),
+            )],
             removed: Vec::new(),
         }
     }

@@ -140,7 +140,7 @@ pub struct Stack {
     pub prod_distribution: String,
     pub s3: aws_sdk_s3::Client,
     pub cloudfront: aws_sdk_cloudfront::Client,
-    _tmp: tempfile::TempDir,
+    tmp: tempfile::TempDir,
 }
 
 impl Stack {
@@ -178,7 +178,7 @@ impl Stack {
             prod_distribution,
             s3,
             cloudfront,
-            _tmp: tmp,
+            tmp,
         })
     }
 
@@ -195,6 +195,9 @@ impl Stack {
             .env("DEV_API_BASE", self.api_base("dev"))
             .env("PROD_API_BASE", self.api_base("prod"))
             .env_remove("UPLOADER_CONFIG");
+        // Manifest copies stay with the stack, not in the home directory.
+        let copies = self.tmp.path().join("manifest-copies");
+        cmd.env("UPLOADER_CACHE_DIR", copies);
         Ok(cmd)
     }
 

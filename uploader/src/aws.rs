@@ -9,8 +9,8 @@
 //! configuration, so `AWS_ENDPOINT_URL` and the region apply to all of them alike. This
 //! is the edge: the engine sees them only through the narrow interfaces they implement.
 
+use std::path::PathBuf;
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -18,6 +18,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 
 use crate::backend::LambdaApi;
+use crate::cache::ManifestCache;
 use crate::cdn::CdnApi;
 use crate::sdk::cloudfront::SdkCloudFront;
 use crate::sdk::lambda::SdkLambda;
@@ -32,6 +33,9 @@ pub struct Clients {
     pub lambda: Arc<dyn LambdaApi>,
     /// The region in use (API Gateway invoke URLs and ARNs name it).
     pub region: String,
+    /// Where this machine keeps the stage manifests it last read or wrote (see
+    /// [`crate::cache`]); `None`: fetch them every time.
+    pub manifest_cache: Option<Arc<ManifestCache>>,
 }
 
 /// How long one request may take before it counts as failed (and is retried), with
@@ -42,12 +46,17 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 impl Clients {
     /// Loads the shared configuration once; `max_attempts` counts the first try.
     pub async fn load(max_attempts: u32) -> Self {
-        Self::load_with(max_attempts, DEFAULT_TIMEOUT).await
+        Self::load_with(max_attempts, DEFAULT_TIMEOUT, None).await
     }
 
     /// [`Clients::load`] with `timeout` for each attempt of a request (connecting:
-    /// at most 10 s of it) and `max_attempts` times it for a request in all.
-    pub async fn load_with(max_attempts: u32, timeout: Duration) -> Self {
+    /// at most 10 s of it) and `max_attempts` times it for a request in all, keeping
+    /// copies of the manifests read and written in `manifest_cache` (a directory).
+    pub async fn load_with(
+        max_attempts: u32,
+        timeout: Duration,
+        manifest_cache: Option<PathBuf>,
+    ) -> Self {
         let attempts = max_attempts.max(1);
         let timeout = timeout.max(Duration::from_secs(1));
         let shared = aws_config::defaults(BehaviorVersion::latest())
@@ -80,6 +89,16 @@ impl Clients {
         // servers that do not decode it store as the content. The store sends its own
         // SHA-256 as a plain header instead (see `store`), so the SDK computes one only
         // where an operation requires it (DeleteObjects), as a header.
+        // The copies are per server: the endpoint, or AWS itself in this region.
+        let region = shared
+            .region()
+            .map(|r| r.as_ref().to_owned())
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        let server = match shared.endpoint_url() {
+            Some(url) => url.to_owned(),
+            None => format!("aws:{region}"),
+        };
+        let manifest_cache = manifest_cache.map(|dir| Arc::new(ManifestCache::new(dir, server)));
         let clock = Arc::new(ServerClock::default());
         let s3_config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(force_path_style())
@@ -95,10 +114,8 @@ impl Clients {
                 aws_sdk_lambda::Client::new(&shared),
                 aws_sdk_apigateway::Client::new(&shared),
             )),
-            region: shared
-                .region()
-                .map(|r| r.as_ref().to_owned())
-                .unwrap_or_else(|| "us-east-1".to_owned()),
+            region,
+            manifest_cache,
         }
     }
 }

@@ -835,6 +835,83 @@ async fn under_the_lock_the_manifest_is_read_again_only_when_another_run_changed
     assert_eq!(reads_of_manifest(), ["HeadObject", "GetObject"]);
 }
 
+/// A machine that keeps copies of the manifests (see [`crate::cache`]) asks the
+/// server only whether the manifest changed (a HEAD, no download), and never plans
+/// from a copy that another machine's run made stale.
+#[tokio::test]
+async fn a_kept_manifest_copy_saves_the_download_and_is_never_used_stale() {
+    let w = World::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = std::sync::Arc::new(crate::cache::ManifestCache::new(dir.path(), "fake"));
+    let mine = crate::aws::Clients {
+        manifest_cache: Some(cache.clone()),
+        ..w.fakes.clients.clone()
+    };
+    let key = "_uploader/stages/dev/state.json";
+    let reads_of_manifest = || {
+        w.fakes
+            .s3
+            .reads()
+            .into_iter()
+            .filter(|r| r.ends_with(key))
+            .map(|r| r.split(' ').next().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    // The copy is written off the run's path; wait (bounded) until it is the
+    // manifest the server holds.
+    let copy_is_current = async || {
+        for _ in 0..500 {
+            let stored = w.fakes.s3.object(BUCKET, key);
+            let stored = stored.map(|o| crate::store::normalise_etag(&o.etag()));
+            if cache.load(BUCKET, key).map(|c| c.etag) == stored {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the manifest copy never caught up with the stored manifest");
+    };
+
+    w.build("v1");
+    deploy::run(&mine, &w.stage("dev"), &w.dist(), &opts())
+        .await
+        .unwrap();
+    copy_is_current().await;
+    w.build("v2");
+    w.fakes.s3.clear_reads();
+    deploy::run(&mine, &w.stage("dev"), &w.dist(), &opts())
+        .await
+        .unwrap();
+    assert_eq!(reads_of_manifest(), ["HeadObject", "HeadObject"]);
+    assert_eq!(w.current("dev"), w.dist_files());
+    copy_is_current().await;
+
+    // Another machine, without this one's copies, deploys v3.
+    w.build("v3");
+    let theirs = w.deploy("dev", &opts()).await.unwrap();
+    // This machine's copy is of v2's manifest: its plan must be against v3's.
+    let dry = RunOptions {
+        dry_run: true,
+        ..opts()
+    };
+    w.fakes.s3.clear_reads();
+    let plan = deploy::run(&mine, &w.stage("dev"), &w.dist(), &dry)
+        .await
+        .unwrap();
+    assert_eq!(reads_of_manifest(), ["HeadObject", "GetObject"]);
+    assert_eq!(
+        plan.previous_release.as_deref(),
+        Some(theirs.release.as_str())
+    );
+    assert_eq!((plan.uploaded, plan.updated), (0, 0), "{:?}", plan.plan);
+    // What that GET read is kept: the next run downloads nothing.
+    copy_is_current().await;
+    w.fakes.s3.clear_reads();
+    deploy::run(&mine, &w.stage("dev"), &w.dist(), &opts())
+        .await
+        .unwrap();
+    assert_eq!(reads_of_manifest(), ["HeadObject"]);
+}
+
 #[tokio::test]
 async fn a_crashed_runs_marker_makes_the_next_run_list_and_repair() {
     let w = World::new();

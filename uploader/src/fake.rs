@@ -33,7 +33,7 @@ pub struct Object {
 
 impl Object {
     /// Its ETag as S3 sends it for a single-part upload: the quoted MD5.
-    fn etag(&self) -> String {
+    pub fn etag(&self) -> String {
         format!("\"{}\"", Digests::of(&self.bytes).md5_hex())
     }
 }
@@ -552,6 +552,7 @@ impl Fakes {
             cloudfront: cdn.clone(),
             lambda: lambda.clone(),
             region: "us-east-1".into(),
+            manifest_cache: None,
         };
         Self {
             s3,

@@ -12,6 +12,7 @@ pub mod api_code;
 pub mod apply;
 pub mod aws;
 pub(crate) mod backend;
+pub mod cache;
 pub(crate) mod cdn;
 pub mod config;
 pub mod deploy;

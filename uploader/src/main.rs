@@ -48,6 +48,14 @@ struct Global {
     /// retried; a server that never answers fails the run instead of holding the stage.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 120)]
     timeout: u64,
+    /// Where this machine keeps a copy of each stage manifest it last read or wrote,
+    /// so that the next run asks the server only whether it changed (one HEAD) instead
+    /// of downloading it. Default: $XDG_CACHE_HOME/uploader, else ~/.cache/uploader.
+    #[arg(long, global = true, env = "UPLOADER_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Keep no copies of the manifests: download them on every run.
+    #[arg(long, global = true)]
+    no_cache: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -231,7 +239,12 @@ fn main() -> ExitCode {
 impl Global {
     /// The remote side, with this run's attempts and timeout.
     async fn clients(&self) -> Clients {
-        Clients::load_with(self.attempts, Duration::from_secs(self.timeout)).await
+        let cache = match (self.no_cache, &self.cache_dir) {
+            (true, _) => None,
+            (false, Some(dir)) if !dir.as_os_str().is_empty() => Some(dir.clone()),
+            (false, _) => uploader::cache::ManifestCache::default_dir(),
+        };
+        Clients::load_with(self.attempts, Duration::from_secs(self.timeout), cache).await
     }
 }
 

@@ -156,7 +156,7 @@ type Answer = Option<(Result<StageState, ReleaseError>, Version)>;
 /// Fetches and parses the manifest at `key`.
 async fn fetch_parsed(bucket: &Bucket, key: &str, stage: &str) -> Result<Answer, StoreError> {
     Ok(bucket
-        .get_versioned(key)
+        .get_versioned_cached(key)
         .await?
         .map(|(bytes, etag)| (parse_state(&bytes, stage), version_of(etag))))
 }
@@ -207,7 +207,7 @@ impl EarlyRead {
         let (key, name) = (Keys::new(&stage.name).state(), stage.name.clone());
         let (b, k) = (bucket.name().to_owned(), key.clone());
         let task = tokio::spawn(async move {
-            let Some((bytes, etag)) = bucket.get_versioned(&key).await? else {
+            let Some((bytes, etag)) = bucket.get_versioned_cached(&key).await? else {
                 missing.store(true, Ordering::Relaxed);
                 return Ok(None);
             };
@@ -544,6 +544,9 @@ pub(crate) async fn write_state(
     version: &mut Version,
 ) -> Result<(), Error> {
     let body = serde_json::to_vec(state).unwrap_or_default();
+    // A finished manifest is kept on this machine for its next run (a marked one is
+    // replaced within the run).
+    let keep = state.in_progress.is_none().then(|| body.clone());
     let key = keys.state();
     let written = match &version.0 {
         Some(etag) => bucket.put_if_match(&key, body, etag).await?,
@@ -559,6 +562,9 @@ pub(crate) async fn write_state(
                 stage: state.stage.clone(),
             });
         }
+    }
+    if let (Some(bytes), Some(etag)) = (keep, &version.0) {
+        bucket.remember(&key, etag, bytes);
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use axum::body::Bytes;
 use futures::Stream;
 
+use crate::cache::ManifestCache;
 use crate::headers::Headers;
 
 #[derive(Debug, thiserror::Error)]
@@ -316,6 +317,8 @@ pub struct Bucket {
     checksums: RequestChecksums,
     multipart: std::sync::Arc<tokio::sync::Semaphore>,
     bodies: std::sync::Arc<tokio::sync::Semaphore>,
+    /// This machine's copies of the manifests (see [`Bucket::get_versioned_cached`]).
+    manifests: Option<Arc<ManifestCache>>,
 }
 
 impl std::fmt::Debug for Bucket {
@@ -334,13 +337,16 @@ impl Bucket {
             checksums: RequestChecksums::default(),
             multipart: std::sync::Arc::new(tokio::sync::Semaphore::new(MULTIPART_SLOTS)),
             bodies: std::sync::Arc::new(tokio::sync::Semaphore::new(BODY_BUDGET_KIB)),
+            manifests: None,
         }
     }
 
-    /// A stage's bucket, with the stage's upload settings.
+    /// A stage's bucket, with the stage's upload settings and this machine's manifest
+    /// copies.
     pub fn for_stage(clients: &crate::aws::Clients, stage: &crate::config::Stage) -> Self {
         Self {
             checksums: stage.checksums,
+            manifests: clients.manifest_cache.clone(),
             ..Self::new(clients.s3.clone(), &stage.bucket)
         }
     }
@@ -505,6 +511,48 @@ impl Bucket {
         let etag = fetched.etag.as_deref().map(normalise_etag);
         let chunks: Vec<Bytes> = fetched.body.try_collect().await?;
         Ok(Some((chunks.concat(), etag)))
+    }
+
+    /// [`Self::get_versioned`] for a manifest this machine may keep a copy of (see
+    /// [`crate::cache`]). With a copy, one HEAD asks for the server's version while the
+    /// copy is read: the same version, and the copy's bytes are the answer (no body
+    /// crosses the network). Otherwise a GET, whose answer is kept for the next run.
+    pub async fn get_versioned_cached(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, StoreError> {
+        let Some(cache) = self.manifests.clone() else {
+            return self.get_versioned(key).await;
+        };
+        if cache.has(&self.name, key) {
+            let (c, b, k) = (cache.clone(), self.name.clone(), key.to_owned());
+            let copy = tokio::task::spawn_blocking(move || c.load(&b, &k));
+            let (now, copy) = futures::join!(self.version_of(key), copy);
+            match (now?, copy) {
+                (None, _) => return Ok(None),
+                (Some(now), Ok(Some(copy))) if copy.etag == now => {
+                    return Ok(Some((copy.bytes, Some(now))));
+                }
+                _ => {}
+            }
+        }
+        let got = self.get_versioned(key).await?;
+        if let Some((bytes, Some(etag))) = &got {
+            self.remember(key, etag, bytes.clone());
+        }
+        Ok(got)
+    }
+
+    /// Keeps `bytes` as version `etag` of the manifest at `key` (see [`crate::cache`]),
+    /// on a blocking thread: the run does not wait for the disk.
+    pub fn remember(&self, key: &str, etag: &str, bytes: Vec<u8>) {
+        let Some(cache) = self.manifests.clone() else {
+            return;
+        };
+        let (bucket, key, etag) = (self.name.clone(), key.to_owned(), etag.to_owned());
+        drop(tokio::task::spawn_blocking(move || {
+            cache.store(&bucket, &key, &etag, &bytes)
+        }));
     }
 
     /// Sends a large file in parts, one part in memory at a time, each with its own

@@ -279,6 +279,7 @@ on_every_server!(
     verify_puts_back_what_changed_behind_our_back,
     lock_held_by_another_run_refuses_and_expired_lock_is_taken,
     lock_expiry_follows_the_servers_clock,
+    machines_taking_turns_never_plan_from_a_stale_manifest_copy,
 );
 
 /// A 17 MiB file that is sent in three parts, each part's bytes different.
@@ -563,6 +564,49 @@ async fn first_deploy_then_noop_makes_no_writes(b: Backend) -> Result<()> {
         "{out}"
     );
     Ok(())
+}
+
+/// Two machines deploy the stage in turn, each keeping copies of the manifests it
+/// read or wrote. The one whose copy went stale must see what the other deployed,
+/// and once its copy is current again it downloads no manifest at all.
+async fn machines_taking_turns_never_plan_from_a_stale_manifest_copy(b: Backend) -> Result<()> {
+    let other = b.dir.path().join("other-machine");
+    let other = other.to_string_lossy();
+    build(&b.dist(), "v1")?;
+    b.deploy_ok(&[])?;
+    build(&b.dist(), "v2")?;
+    let theirs = b.cli.run_with(
+        &["--stage", "dev", "--output", "json"],
+        &[("UPLOADER_CACHE_DIR", &other)],
+    )?;
+    ensure!(theirs.status.success(), "{theirs:?}");
+    let theirs: serde_json::Value = serde_json::from_slice(&theirs.stdout)?;
+
+    // This machine's copy is of v1's manifest; v2 is live.
+    b.proxy.reset();
+    let here: serde_json::Value = serde_json::from_str(&b.deploy_ok(&["--output", "json"])?)?;
+    ensure!(
+        here["previousRelease"] == theirs["release"] && here["uploaded"] == 0,
+        "planned from a stale copy: {here}"
+    );
+    ensure!(
+        b.proxy.writes().is_empty(),
+        "a deploy of the live release wrote: {:?}",
+        b.proxy.writes()
+    );
+
+    let manifest = format!("/{BUCKET}/_uploader/stages/dev/state.json");
+    b.proxy.reset();
+    b.deploy_ok(&[])?;
+    let reads: Vec<String> = b
+        .proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == manifest)
+        .map(|s| s.method)
+        .collect();
+    ensure!(reads == ["HEAD"], "manifest requests: {reads:?}");
+    live_matches_dist(&b).await
 }
 
 async fn one_changed_file_uploads_one_object(b: Backend) -> Result<()> {
