@@ -200,6 +200,18 @@ impl World {
         (bucket, keys, state, seen)
     }
 
+    /// The requests that read dev's manifest (`GetObject`, `HeadObject`) since the
+    /// last [`crate::fake::FakeS3::clear_reads`].
+    fn reads_of_dev_manifest(&self) -> Vec<String> {
+        self.fakes
+            .s3
+            .reads()
+            .into_iter()
+            .filter(|r| r.ends_with("_uploader/stages/dev/state.json"))
+            .map(|r| r.split(' ').next().unwrap_or_default().to_owned())
+            .collect()
+    }
+
     /// Dev's manifest as `load_state` reads it, knowing `before`.
     async fn load_dev(
         &self,
@@ -807,23 +819,13 @@ async fn under_the_lock_the_manifest_is_read_again_only_when_another_run_changed
     let w = World::new();
     w.build("v1");
     w.deploy("dev", &opts()).await.unwrap();
-    let key = "_uploader/stages/dev/state.json";
-    let reads_of_manifest = || {
-        w.fakes
-            .s3
-            .reads()
-            .into_iter()
-            .filter(|r| r.ends_with(key))
-            .map(|r| r.split(' ').next().unwrap_or_default().to_owned())
-            .collect::<Vec<_>>()
-    };
 
     // A deploy that changes files reads the manifest whole once, then only asks
     // whether it is still that version.
     w.build("v2");
     w.fakes.s3.clear_reads();
     w.deploy("dev", &opts()).await.unwrap();
-    assert_eq!(reads_of_manifest(), ["GetObject", "HeadObject"]);
+    assert_eq!(w.reads_of_dev_manifest(), ["GetObject", "HeadObject"]);
     assert_eq!(w.current("dev"), w.dist_files());
 
     // Another run records its manifest between the two reads: the second sees it.
@@ -832,7 +834,7 @@ async fn under_the_lock_the_manifest_is_read_again_only_when_another_run_changed
     w.fakes.s3.clear_reads();
     let (again, _) = w.load_dev(crate::manifest::Before::Read(seen)).await;
     assert_eq!(again.current.as_deref(), Some("r-theirs"));
-    assert_eq!(reads_of_manifest(), ["HeadObject", "GetObject"]);
+    assert_eq!(w.reads_of_dev_manifest(), ["HeadObject", "GetObject"]);
 }
 
 /// A machine that keeps copies of the manifests (see [`crate::cache`]) asks the
@@ -848,15 +850,6 @@ async fn a_kept_manifest_copy_saves_the_download_and_is_never_used_stale() {
         ..w.fakes.clients.clone()
     };
     let key = "_uploader/stages/dev/state.json";
-    let reads_of_manifest = || {
-        w.fakes
-            .s3
-            .reads()
-            .into_iter()
-            .filter(|r| r.ends_with(key))
-            .map(|r| r.split(' ').next().unwrap_or_default().to_owned())
-            .collect::<Vec<_>>()
-    };
     // The copy is written off the run's path; wait (bounded) until it is the
     // manifest the server holds.
     let copy_is_current = async || {
@@ -881,7 +874,7 @@ async fn a_kept_manifest_copy_saves_the_download_and_is_never_used_stale() {
     deploy::run(&mine, &w.stage("dev"), &w.dist(), &opts())
         .await
         .unwrap();
-    assert_eq!(reads_of_manifest(), ["HeadObject", "HeadObject"]);
+    assert_eq!(w.reads_of_dev_manifest(), ["HeadObject", "HeadObject"]);
     assert_eq!(w.current("dev"), w.dist_files());
     copy_is_current().await;
 
@@ -897,7 +890,7 @@ async fn a_kept_manifest_copy_saves_the_download_and_is_never_used_stale() {
     let plan = deploy::run(&mine, &w.stage("dev"), &w.dist(), &dry)
         .await
         .unwrap();
-    assert_eq!(reads_of_manifest(), ["HeadObject", "GetObject"]);
+    assert_eq!(w.reads_of_dev_manifest(), ["HeadObject", "GetObject"]);
     assert_eq!(
         plan.previous_release.as_deref(),
         Some(theirs.release.as_str())
@@ -909,7 +902,7 @@ async fn a_kept_manifest_copy_saves_the_download_and_is_never_used_stale() {
     deploy::run(&mine, &w.stage("dev"), &w.dist(), &opts())
         .await
         .unwrap();
-    assert_eq!(reads_of_manifest(), ["HeadObject"]);
+    assert_eq!(w.reads_of_dev_manifest(), ["HeadObject"]);
 }
 
 #[tokio::test]
