@@ -7,8 +7,9 @@
 //!    changed it (a HEAD says).
 //! 4. Preserve content about to be overwritten (copies outside the served prefix)
 //!    while the manifest is marked "in progress" naming those copies, then write in
-//!    phases (immutable assets, other files, entry points), delete what retention
-//!    lets go.
+//!    phases (immutable assets, other files, entry points; phases that only add paths
+//!    start once the mark is written, without waiting for the copies), delete what
+//!    retention lets go.
 //! 5. Invalidate CloudFront, record the manifest and history, unlock.
 //!
 //! A failure at any step leaves every entry point pointing at assets that exist (they
@@ -31,7 +32,7 @@ use crate::cdn::{Cdn, InvalidationReport};
 use crate::config::Stage;
 use crate::lock::with_stage_lock;
 use crate::manifest::{Before, EarlyRead, Seen, load_state, write_release, write_state};
-use crate::plan::{self, Action, Desired, Plan, PlanOptions, Source, Write};
+use crate::plan::{self, Action, Desired, Phase, Plan, PlanOptions, Source, Write};
 use crate::progress::{Progress, ms};
 use crate::state::{HistoryEntry, Keys, Release, StageState};
 use crate::store::{Bucket, StoreError, Stored, normalise_etag};
@@ -370,42 +371,50 @@ async fn execute(
             marked.blobs.insert(p.sha256.clone(), owner.clone());
         }
     }
-    let mark = write_state(bucket, keys, &marked, &mut version);
-    let (marking, recorded, copied) = futures::join!(mark, record, copies);
-    marking?;
-    recorded?;
-    for r in copied {
-        r?;
-    }
+    // The first phases that only add paths (new content-hashed assets, most often)
+    // overwrite nothing a copy is kept of: they go as soon as the mark is written,
+    // while the copies are still being made. Every later phase waits for the copies.
+    let phases = plan.phases();
+    let early = phases
+        .iter()
+        .take_while(|(_, actions)| actions.iter().all(|a| !a.replaces))
+        .count();
+    let (first, rest) = phases.split_at(early);
+    let mut stored: BTreeMap<String, Stored> = BTreeMap::new();
+    let mut progress = Progress::new("write", plan.writes.len() as u64, opts.quiet);
+    let mut writes = Writes {
+        bucket,
+        keys,
+        stage,
+        before: &state,
+        concurrency: opts.concurrency.max(1),
+        stored: &mut stored,
+        progress: &mut progress,
+    };
+    let marked_then_new = async {
+        write_state(bucket, keys, &marked, &mut version).await?;
+        for (phase, actions) in first {
+            writes.phase(*phase, actions).await?;
+        }
+        Ok::<(), Error>(())
+    };
+    let kept = async {
+        let (recorded, copied) = futures::join!(record, copies);
+        recorded?;
+        copied.into_iter().try_for_each(|r| r.map_err(Error::from))
+    };
+    let (written, kept) = futures::join!(marked_then_new, kept);
+    written?;
+    kept?;
     tracing::debug!(
         ms = ms(step),
         count = plan.preserves.len(),
         "timing: manifest marked, preserved, release recorded"
     );
 
-    // Writes, phase by phase; the first failure stops before any later phase.
-    let mut stored: BTreeMap<String, Stored> = BTreeMap::new();
-    let mut progress = Progress::new("write", plan.writes.len() as u64, opts.quiet);
-    for (phase, actions) in plan.phases() {
-        let step = Instant::now();
-        let count = actions.len();
-        tracing::debug!(?phase, count, "phase");
-        let mut results = futures::stream::iter(actions)
-            .map(|a| write(bucket, &stage.prefix, a))
-            .buffer_unordered(opts.concurrency.max(1));
-        while let Some(result) = results.next().await {
-            let (path, written) = match result {
-                Ok(done) => done,
-                Err(e) => {
-                    drop(results);
-                    undo_corrupted(bucket, keys, stage, &state, &e).await;
-                    return Err(e);
-                }
-            };
-            progress.inc(path);
-            stored.insert(path.to_owned(), written);
-        }
-        tracing::debug!(?phase, count, ms = ms(step), "timing: phase written");
+    // The other phases, in order; the first failure stops before any later phase.
+    for (phase, actions) in rest {
+        writes.phase(*phase, actions).await?;
     }
     progress.finish();
     let step = Instant::now();
@@ -474,6 +483,44 @@ async fn execute(
     }
     report.invalidation = invalidation?;
     Ok(())
+}
+
+/// What the write phases share: where to write, what was stored before (to undo a
+/// mangled write), and what each write stored (for the manifest).
+struct Writes<'a, 's> {
+    bucket: &'a Bucket,
+    keys: &'a Keys,
+    stage: &'a Stage,
+    before: &'a StageState,
+    concurrency: usize,
+    stored: &'s mut BTreeMap<String, Stored>,
+    progress: &'s mut Progress,
+}
+
+impl Writes<'_, '_> {
+    /// Writes one phase, `concurrency` requests at a time; the first failure stops it.
+    async fn phase(&mut self, phase: Phase, actions: &[&Action]) -> Result<(), Error> {
+        let step = Instant::now();
+        let count = actions.len();
+        tracing::debug!(?phase, count, "phase");
+        let mut results = futures::stream::iter(actions)
+            .map(|a| write(self.bucket, &self.stage.prefix, a))
+            .buffer_unordered(self.concurrency);
+        while let Some(result) = results.next().await {
+            let (path, written) = match result {
+                Ok(done) => done,
+                Err(e) => {
+                    drop(results);
+                    undo_corrupted(self.bucket, self.keys, self.stage, self.before, &e).await;
+                    return Err(e);
+                }
+            };
+            self.progress.inc(path);
+            self.stored.insert(path.to_owned(), written);
+        }
+        tracing::debug!(?phase, count, ms = ms(step), "timing: phase written");
+        Ok(())
+    }
 }
 
 async fn write<'a>(

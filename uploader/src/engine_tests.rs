@@ -924,6 +924,38 @@ async fn a_crashed_runs_marker_makes_the_next_run_list_and_repair() {
     assert_eq!(w.current("dev"), w.dist_files());
 }
 
+/// The order that keeps a crash recoverable, now that the mark, the copies and the
+/// first phases overlap: the mark before any write to the served prefix, and every
+/// copy kept for rollbacks before any path is overwritten.
+#[tokio::test]
+async fn the_mark_precedes_every_site_write_and_the_copies_every_overwrite() {
+    let w = World::new();
+    w.build("v1");
+    w.deploy("dev", &opts()).await.unwrap();
+    let v1 = w.dist_files();
+    w.build("v2");
+    w.fakes.s3.clear_log();
+    // Slow copies: a write that does not wait for them lands before them.
+    w.fakes.s3.slow_writes_to("/blobs/");
+    let report = w.deploy("dev", &opts()).await.unwrap();
+    assert!(report.preserved > 0 && report.uploaded > report.preserved);
+    let log = w.fakes.s3.log();
+    let first = |pred: &dyn Fn(&str) -> bool| log.iter().position(|l| pred(l));
+    let mark = first(&|l| l.ends_with("/_uploader/stages/dev/state.json")).unwrap();
+    let site = first(&|l| l.contains(&format!("{BUCKET}/dev/"))).unwrap();
+    assert!(mark < site, "{log:#?}");
+    let overwrite = first(&|l| {
+        l.split_once(&format!("{BUCKET}/dev/"))
+            .is_some_and(|(_, path)| v1.contains_key(path))
+    })
+    .unwrap();
+    let last_copy = log
+        .iter()
+        .rposition(|l| l.contains("/_uploader/stages/dev/blobs/"))
+        .unwrap();
+    assert!(last_copy < overwrite, "{log:#?}");
+}
+
 /// The copies kept for rollbacks are made while the manifest is marked, so a run can
 /// die with the mark naming copies that were never made. The next run must make them
 /// again (not trust the mark), or a later rollback has nothing to restore from.

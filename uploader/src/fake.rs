@@ -54,6 +54,7 @@ pub struct FakeS3 {
     writes: AtomicUsize,
     fail_from_write: AtomicUsize,
     fail_keys: Mutex<Vec<String>>,
+    slow_keys: Mutex<Vec<String>>,
     /// Every write as `OP bucket/key`, in order.
     log: Mutex<Vec<String>>,
     /// Every read (GET or HEAD of one object) as `OP bucket/key`, in order.
@@ -73,6 +74,21 @@ impl FakeS3 {
     /// Every write to a key containing `fragment` fails.
     pub fn fail_writes_to(&self, fragment: &str) {
         lock(&self.fail_keys).push(fragment.to_owned());
+    }
+
+    /// Every PUT or copy to a key containing `fragment` takes 50 ms before it is
+    /// stored (and logged): what other requests do meanwhile shows in the log.
+    pub fn slow_writes_to(&self, fragment: &str) {
+        lock(&self.slow_keys).push(fragment.to_owned());
+    }
+
+    async fn pause_if_slow(&self, key: &str) {
+        let slow = lock(&self.slow_keys)
+            .iter()
+            .any(|f| key.contains(f.as_str()));
+        if slow {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// Sets the server's clock `seconds` ahead of this machine's (negative: behind).
@@ -197,6 +213,7 @@ impl ObjectApi for FakeS3 {
         headers: &Headers,
         condition: Condition<'_>,
     ) -> Result<Option<PutAnswer>, StoreError> {
+        self.pause_if_slow(key).await;
         self.write("PutObject", bucket, key)?;
         let answer = Self::answer(&body, checksum_sha256)
             .map_err(|m| refused("PutObject", bucket, key, m))?;
@@ -244,6 +261,7 @@ impl ObjectApi for FakeS3 {
         key: &str,
         headers: &Headers,
     ) -> Result<Option<String>, StoreError> {
+        self.pause_if_slow(key).await;
         self.write("CopyObject", bucket, key)?;
         let Some(src) = self.object(src_bucket, src_key) else {
             return Err(refused(
