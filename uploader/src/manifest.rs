@@ -563,8 +563,11 @@ pub(crate) async fn write_state(
             });
         }
     }
-    if let (Some(bytes), Some(etag)) = (keep, &version.0) {
-        bucket.remember(&key, etag, bytes);
+    if let (Some(bytes), Some(etag)) = (keep, &version.0)
+        && let Some(kept) = bucket.remember(&key, etag, bytes)
+    {
+        // Best effort: a copy that could not be written is only a GET next time.
+        let _ = kept.await;
     }
     Ok(())
 }

@@ -538,21 +538,27 @@ impl Bucket {
         }
         let got = self.get_versioned(key).await?;
         if let Some((bytes, Some(etag))) = &got {
-            self.remember(key, etag, bytes.clone());
+            // Not waited for: the run goes on (and lasts long enough for it).
+            drop(self.remember(key, etag, bytes.clone()));
         }
         Ok(got)
     }
 
     /// Keeps `bytes` as version `etag` of the manifest at `key` (see [`crate::cache`]),
-    /// on a blocking thread: the run does not wait for the disk.
-    pub fn remember(&self, key: &str, etag: &str, bytes: Vec<u8>) {
-        let Some(cache) = self.manifests.clone() else {
-            return;
-        };
+    /// on a blocking thread; `None` without a cache. A run that ends right after must
+    /// wait for the handle: a blocking task not yet started when the runtime shuts
+    /// down never runs.
+    pub fn remember(
+        &self,
+        key: &str,
+        etag: &str,
+        bytes: Vec<u8>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let cache = self.manifests.clone()?;
         let (bucket, key, etag) = (self.name.clone(), key.to_owned(), etag.to_owned());
-        drop(tokio::task::spawn_blocking(move || {
+        Some(tokio::task::spawn_blocking(move || {
             cache.store(&bucket, &key, &etag, &bytes)
-        }));
+        }))
     }
 
     /// Sends a large file in parts, one part in memory at a time, each with its own

@@ -572,8 +572,25 @@ async fn first_deploy_then_noop_makes_no_writes(b: Backend) -> Result<()> {
 async fn machines_taking_turns_never_plan_from_a_stale_manifest_copy(b: Backend) -> Result<()> {
     let other = b.dir.path().join("other-machine");
     let other = other.to_string_lossy();
+    let manifest = format!("/{BUCKET}/_uploader/stages/dev/state.json");
+    let manifest_requests = || -> Vec<String> {
+        b.proxy
+            .seen()
+            .into_iter()
+            .filter(|s| s.path == manifest)
+            .map(|s| s.method)
+            .collect()
+    };
     build(&b.dist(), "v1")?;
     b.deploy_ok(&[])?;
+    // The manifest the deploy wrote last is kept (the process waits for it).
+    b.proxy.reset();
+    b.deploy_ok(&[])?;
+    ensure!(
+        manifest_requests() == ["HEAD"],
+        "after a deploy: {:?}",
+        manifest_requests()
+    );
     build(&b.dist(), "v2")?;
     let theirs = b.cli.run_with(
         &["--stage", "dev", "--output", "json"],
@@ -595,17 +612,13 @@ async fn machines_taking_turns_never_plan_from_a_stale_manifest_copy(b: Backend)
         b.proxy.writes()
     );
 
-    let manifest = format!("/{BUCKET}/_uploader/stages/dev/state.json");
     b.proxy.reset();
     b.deploy_ok(&[])?;
-    let reads: Vec<String> = b
-        .proxy
-        .seen()
-        .into_iter()
-        .filter(|s| s.path == manifest)
-        .map(|s| s.method)
-        .collect();
-    ensure!(reads == ["HEAD"], "manifest requests: {reads:?}");
+    ensure!(
+        manifest_requests() == ["HEAD"],
+        "after a GET: {:?}",
+        manifest_requests()
+    );
     live_matches_dist(&b).await
 }
 
