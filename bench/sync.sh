@@ -328,7 +328,7 @@ for n in $SIZES; do
     for t in $TOOLS $(floors floor_put); do
       [ "$r" -le "$(reps_for "$t" first)" ] || continue
       empty_bucket "$t" "$n"
-      rm -rf "$copies"
+      [ "$t" != uploader ] || rm -rf "$copies"
       run_cell "$t" "$n" first "$data" "$r"
     done
   done
