@@ -85,10 +85,6 @@ impl Clients {
         } else {
             shared
         };
-        // The SDK's own request checksums travel as an `aws-chunked` trailer, which
-        // servers that do not decode it store as the content. The store sends its own
-        // SHA-256 as a plain header instead (see `store`), so the SDK computes one only
-        // where an operation requires it (DeleteObjects), as a header.
         // The copies are per server: the endpoint, or AWS itself in this region.
         let region = shared
             .region()
@@ -99,6 +95,10 @@ impl Clients {
             None => format!("aws:{region}"),
         };
         let manifest_cache = manifest_cache.map(|dir| Arc::new(ManifestCache::new(dir, server)));
+        // The SDK's own request checksums travel as an `aws-chunked` trailer, which
+        // servers that do not decode it store as the content. The store sends its own
+        // SHA-256 as a plain header instead (see `store`), so the SDK computes one only
+        // where an operation requires it (DeleteObjects), as a header.
         let clock = Arc::new(ServerClock::default());
         let s3_config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(force_path_style())

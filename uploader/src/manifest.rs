@@ -128,8 +128,7 @@ pub async fn load_state(
     let repaired = Arc::make_mut(&mut state);
     if rebuild {
         *repaired = recover(bucket, keys, stage, &listing).await?;
-    }
-    if !rebuild {
+    } else {
         drop_missing_blobs(bucket, keys, stage, repaired).await?;
     }
     fill_missing_md5(repaired, desired).await?;
@@ -545,8 +544,9 @@ pub(crate) async fn write_state(
 ) -> Result<(), Error> {
     let body = serde_json::to_vec(state).unwrap_or_default();
     // A finished manifest is kept on this machine for its next run (a marked one is
-    // replaced within the run).
-    let keep = state.in_progress.is_none().then(|| body.clone());
+    // replaced within the run); copied only when there is somewhere to keep it.
+    let keep =
+        (state.in_progress.is_none() && bucket.keeps_manifest_copies()).then(|| body.clone());
     let key = keys.state();
     let written = match &version.0 {
         Some(etag) => bucket.put_if_match(&key, body, etag).await?,

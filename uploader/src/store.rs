@@ -544,6 +544,11 @@ impl Bucket {
         Ok(got)
     }
 
+    /// Whether this bucket keeps copies of the manifests (see [`crate::cache`]).
+    pub fn keeps_manifest_copies(&self) -> bool {
+        self.manifests.is_some()
+    }
+
     /// Keeps `bytes` as version `etag` of the manifest at `key` (see [`crate::cache`]),
     /// on a blocking thread; `None` without a cache. A run that ends right after must
     /// wait for the handle: a blocking task not yet started when the runtime shuts

@@ -573,24 +573,24 @@ async fn machines_taking_turns_never_plan_from_a_stale_manifest_copy(b: Backend)
     let other = b.dir.path().join("other-machine");
     let other = other.to_string_lossy();
     let manifest = format!("/{BUCKET}/_uploader/stages/dev/state.json");
-    let manifest_requests = || -> Vec<String> {
-        b.proxy
+    // A deploy from this machine that reads the manifest with one HEAD, no download.
+    let deploys_asking_with_a_head = |after: &str| -> Result<()> {
+        b.proxy.reset();
+        b.deploy_ok(&[])?;
+        let requests: Vec<String> = b
+            .proxy
             .seen()
             .into_iter()
             .filter(|s| s.path == manifest)
             .map(|s| s.method)
-            .collect()
+            .collect();
+        ensure!(requests == ["HEAD"], "after {after}: {requests:?}");
+        Ok(())
     };
     build(&b.dist(), "v1")?;
     b.deploy_ok(&[])?;
     // The manifest the deploy wrote last is kept (the process waits for it).
-    b.proxy.reset();
-    b.deploy_ok(&[])?;
-    ensure!(
-        manifest_requests() == ["HEAD"],
-        "after a deploy: {:?}",
-        manifest_requests()
-    );
+    deploys_asking_with_a_head("a deploy")?;
     build(&b.dist(), "v2")?;
     let theirs = b.cli.run_with(
         &["--stage", "dev", "--output", "json"],
@@ -612,13 +612,7 @@ async fn machines_taking_turns_never_plan_from_a_stale_manifest_copy(b: Backend)
         b.proxy.writes()
     );
 
-    b.proxy.reset();
-    b.deploy_ok(&[])?;
-    ensure!(
-        manifest_requests() == ["HEAD"],
-        "after a GET: {:?}",
-        manifest_requests()
-    );
+    deploys_asking_with_a_head("a GET")?;
     live_matches_dist(&b).await
 }
 
