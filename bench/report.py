@@ -272,7 +272,8 @@ def render(rows, meta):
     out.append("- `fresh`: another, disjoint 1% rewritten the same way, then every file's mtime set to now, "
                "as a fresh CI checkout does")
     out.append("- one s3s-fs server on 127.0.0.1 for everything; every tool and data set in its own bucket; "
-               "scenarios run in order (first, noop, change, fresh), every tool per scenario")
+               "scenarios run in order (first, noop, change, fresh), every tool per scenario; the server's "
+               f"files on {meta.get('server_fs', 'the disk (ext4)')}")
     out.append(f"- versions: {meta.get('v_uploader')}; {meta.get('v_aws')}; {meta.get('v_rclone')}; "
                f"{meta.get('v_s3cmd')}; {meta.get('v_s3s')}")
     out.append("- commands (default concurrency everywhere: uploader 32, aws-cli 10, rclone 4 transfers + 8 "

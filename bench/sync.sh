@@ -20,6 +20,8 @@
 #                              for under $CARGO_TARGET_DIR, else ./target: without the
 #                              variable a checkout that builds elsewhere builds again)
 #   BENCH_RESULTS=FILE         where the markdown goes (default bench/results.md)
+#   BENCH_SERVER_DIR=DIR       where s3s-fs keeps its files (default: a folder in
+#                              /dev/shm when it has 4 GiB free, else the run's temp dir)
 #
 # Scenarios, per data set, every tool in its own bucket:
 #   first   first deploy into an empty bucket (emptied again before each repeat)
@@ -105,6 +107,7 @@ FLOOR_TOOLS=""
 # ---------------------------------------------------------------- temp dir, clean-up
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-sync.XXXXXX")
 server_pid=""
+s3root=""
 cleanup() {
   local rc=$?
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
@@ -112,7 +115,7 @@ cleanup() {
     for _ in $(seq 1 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$server_pid" 2>/dev/null || true
   fi
-  rm -rf "$tmp"
+  rm -rf "$tmp" "$s3root"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -132,7 +135,20 @@ export AWS_CONFIG_FILE=$tmp/aws-empty AWS_SHARED_CREDENTIALS_FILE=$tmp/aws-empty
 # ---------------------------------------------------------------- server
 AK=bench-access-key
 SK=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
-s3root=$tmp/s3root
+# The server's files live in memory when there is room. On disk, ext4's journal
+# commits now and then hold every request in flight for 50-350 ms at once (seen in
+# s3s-fs's own request log: twenty requests, started milliseconds apart, all answered
+# at the same instant); that stall lands on whichever tool happens to be writing, and
+# it is the disk's, not the client's. Real S3 has no such pause.
+shm_free_kb=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')
+if [ -n "${BENCH_SERVER_DIR:-}" ]; then
+  s3root=$(mktemp -d "$BENCH_SERVER_DIR/bench-s3root.XXXXXX")
+elif [ "${shm_free_kb:-0}" -ge $((4 * 1024 * 1024)) ]; then
+  s3root=$(mktemp -d /dev/shm/bench-s3root.XXXXXX)
+else
+  s3root=$tmp/s3root
+fi
+server_fs=$(df -PT "$s3root" | awk 'NR == 2 { print $2 }')
 srvlog=$tmp/s3s-fs.log
 mkdir -p "$s3root"
 bucket() { printf 'bench-%s-%s' "${1//_/-}" "$2"; } # bucket TOOL SIZE
@@ -310,6 +326,7 @@ meta=$tmp/meta.env
   echo "v_rclone=$(rclone version 2>/dev/null | head -n 1)"
   echo "v_s3cmd=$(s3cmd --version)"
   echo "v_s3s=$(s3s-fs --version)"
+  echo "server_fs=$server_fs"
   echo "timeout=$CELL_TIMEOUT"
 } >"$meta"
 
