@@ -17,7 +17,7 @@ use crate::backend::{BackendError, FunctionInfo, GatewayStage, LambdaApi};
 use crate::cdn::{CdnApi, CdnError, OriginInfo};
 use crate::headers::Headers;
 use crate::store::{
-    Condition, Digests, Fetched, Listed, Listing, ObjectApi, Part, PutAnswer, StoreError,
+    Condition, Digests, Fetched, Listed, Listing, ObjectApi, Part, PutAnswer, StoreError, md5_hex,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -34,7 +34,7 @@ pub struct Object {
 impl Object {
     /// Its ETag as S3 sends it for a single-part upload: the quoted MD5.
     pub fn etag(&self) -> String {
-        format!("\"{}\"", Digests::of(&self.bytes).md5_hex())
+        format!("\"{}\"", md5_hex(&self.bytes))
     }
 }
 
@@ -176,7 +176,7 @@ impl FakeS3 {
             return Err(format!("BadDigest: {sent}"));
         }
         Ok(PutAnswer {
-            etag: Some(format!("\"{}\"", digests.md5_hex())),
+            etag: Some(format!("\"{}\"", md5_hex(bytes))),
             checksum_sha256: checksum,
         })
     }
@@ -208,7 +208,7 @@ impl ObjectApi for FakeS3 {
         &self,
         bucket: &str,
         key: &str,
-        body: Vec<u8>,
+        body: Bytes,
         checksum_sha256: Option<String>,
         headers: &Headers,
         condition: Condition<'_>,
@@ -219,7 +219,7 @@ impl ObjectApi for FakeS3 {
             .map_err(|m| refused("PutObject", bucket, key, m))?;
         let mut objects = lock(&self.objects);
         let k = (bucket.to_owned(), key.to_owned());
-        let current = objects.get(&k).map(|o| Digests::of(&o.bytes).md5_hex());
+        let current = objects.get(&k).map(|o| md5_hex(&o.bytes));
         let holds = match condition {
             Condition::Always => true,
             Condition::IfAbsent => current.is_none(),
@@ -231,7 +231,7 @@ impl ObjectApi for FakeS3 {
         objects.insert(
             k,
             Object {
-                bytes: body,
+                bytes: body.to_vec(),
                 headers: headers.clone(),
             },
         );
@@ -313,7 +313,7 @@ impl ObjectApi for FakeS3 {
                 _ => out.objects.push(Listed {
                     key: key.clone(),
                     size: o.bytes.len() as u64,
-                    etag: Some(Digests::of(&o.bytes).md5_hex()),
+                    etag: Some(md5_hex(&o.bytes)),
                 }),
             }
         }
@@ -347,7 +347,7 @@ impl ObjectApi for FakeS3 {
         key: &str,
         upload_id: &str,
         number: i32,
-        body: Vec<u8>,
+        body: Bytes,
         checksum_sha256: Option<String>,
     ) -> Result<PutAnswer, StoreError> {
         self.write("UploadPart", bucket, key)?;
@@ -357,7 +357,7 @@ impl ObjectApi for FakeS3 {
         let upload = uploads
             .get_mut(upload_id)
             .ok_or_else(|| refused("UploadPart", bucket, key, "NoSuchUpload".into()))?;
-        upload.parts.insert(number, body);
+        upload.parts.insert(number, body.to_vec());
         Ok(answer)
     }
 

@@ -338,7 +338,7 @@ async fn recover(
                     size: file.size,
                     headers: file.headers.clone(),
                     etag: l.etag.clone(),
-                    md5: Some(digests.md5_hex()),
+                    md5: digests.md5_hex(),
                     release: release.id.clone(),
                 },
             );
@@ -513,9 +513,7 @@ async fn fill_missing_md5(state: &mut StageState, desired: &[Desired]) -> Result
             .into_iter()
             .filter_map(|(path, source)| match source {
                 Source::File(abs) => Some(crate::local::md5_file(&abs).map(|m| (path, m))),
-                Source::Bytes(bytes) => {
-                    Some(Ok((path, crate::store::Digests::of(&bytes).md5_hex())))
-                }
+                Source::Bytes(bytes) => Some(Ok((path, crate::store::md5_hex(&bytes)))),
                 Source::Copy { .. } => None,
             })
             .collect::<Result<Vec<_>, _>>()
@@ -579,13 +577,7 @@ pub(crate) async fn write_release(
     release: &Release,
 ) -> Result<(), Error> {
     let body = serde_json::to_vec(release).unwrap_or_default();
-    bucket
-        .put_bytes(
-            &keys.release(&release.id),
-            body,
-            &crate::store::json_record(),
-        )
-        .await?;
+    bucket.put_record(&keys.release(&release.id), body).await?;
     Ok(())
 }
 
@@ -637,8 +629,8 @@ mod tests {
 
     #[test]
     fn reconcile_checks_md5_etags_against_the_content_and_reads_what_it_cannot_settle() {
-        let good = crate::store::Digests::of(b"good").md5_hex();
-        let mangled = crate::store::Digests::of(b"C;chunk-signature=0\r\ngood").md5_hex();
+        let good = crate::store::md5_hex(b"good");
+        let mangled = crate::store::md5_hex(b"C;chunk-signature=0\r\ngood");
         let mut state = StageState::empty("dev");
         let mut entry = obj(&good, 4);
         entry.md5 = Some(good.clone());

@@ -16,6 +16,7 @@ use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective,
     ObjectIdentifier,
 };
+use axum::body::Bytes;
 
 use crate::headers::Headers;
 use crate::store::{
@@ -100,7 +101,7 @@ impl ObjectApi for SdkS3 {
         &self,
         bucket: &str,
         key: &str,
-        body: Vec<u8>,
+        body: Bytes,
         checksum_sha256: Option<String>,
         headers: &Headers,
         condition: Condition<'_>,
@@ -333,7 +334,7 @@ impl ObjectApi for SdkS3 {
         key: &str,
         upload_id: &str,
         number: i32,
-        body: Vec<u8>,
+        body: Bytes,
         checksum_sha256: Option<String>,
     ) -> Result<PutAnswer, StoreError> {
         let out = self
