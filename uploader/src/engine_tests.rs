@@ -473,7 +473,11 @@ async fn an_unreadable_manifest_is_refused_until_verify_rebuilds_it_with_its_his
 
     let newer = String::from_utf8(w.fakes.s3.object(BUCKET, key).unwrap().bytes)
         .unwrap()
-        .replacen("\"version\":1", "\"version\":9", 1);
+        .replacen(
+            &format!("\"version\":{}", crate::state::STATE_VERSION),
+            "\"version\":9",
+            1,
+        );
     w.fakes.s3.insert(BUCKET, key, newer.as_bytes());
     let err = w.deploy("dev", &verify).await.unwrap_err();
     assert_eq!(err.exit_code(), exit::REFUSED);

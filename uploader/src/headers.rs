@@ -14,7 +14,7 @@ pub const NO_CACHE: &str = "no-cache";
 pub const SHORT: &str = "public, max-age=300";
 
 /// The headers S3 stores with an object and serves back.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Headers {
     pub content_type: String,

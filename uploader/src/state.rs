@@ -19,7 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::headers::Headers;
 
-pub const STATE_VERSION: u32 = 1;
+mod wire;
+
+/// The manifest format this build writes (see `wire`); it reads every one up to it.
+pub const STATE_VERSION: u32 = 2;
 
 /// The key layout of a stage's records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,16 +91,14 @@ pub struct FileEntry {
 }
 
 /// An immutable release: the bundle, exactly as built once. Its id is derived from its
-/// content, so the same build has the same id on every stage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// content, so the same build has the same id on every stage. (Its JSON: `wire`.)
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Release {
     pub id: String,
     /// RFC 3339.
     pub created_at: String,
     /// `deploy`, or `promoted from <stage>`.
     pub source: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
     pub files: BTreeMap<String, FileEntry>,
 }
@@ -132,30 +133,23 @@ pub struct HistoryEntry {
     pub lambda_code_sha256: Option<String>,
 }
 
-/// A stage's manifest (see the module docs).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A stage's manifest (see the module docs; its JSON: `wire`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StageState {
     pub version: u32,
     pub stage: String,
     /// The release served now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current: Option<String>,
     /// Oldest first.
-    #[serde(default)]
     pub history: Vec<HistoryEntry>,
     /// Path relative to the stage prefix → what is stored there.
-    #[serde(default)]
     pub objects: BTreeMap<String, ObjectEntry>,
     /// Preserved previous contents (sha256 → newest release that needed it).
-    #[serde(default)]
     pub blobs: BTreeMap<String, String>,
     /// Set while a run is writing; a run that finds it set from a crashed run does not
     /// trust `objects` and lists the prefix instead.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_progress: Option<String>,
     /// CloudFront paths a previous run could not invalidate; the next run retries them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_invalidation: Vec<String>,
 }
 

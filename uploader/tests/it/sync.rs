@@ -449,11 +449,15 @@ async fn verify_finds_wrong_bytes_even_with_their_etag_recorded(b: Backend) -> R
                 .await?;
         let mut state: serde_json::Value =
             serde_json::from_slice(&state.body.collect().await?.into_bytes())?;
-        let entry = &mut state["objects"]["robots.txt"];
-        ensure!(entry["md5"].is_string(), "no MD5 recorded: {entry}");
-        entry["etag"] = etag.into();
+        // Format 2: [sha256, size, headers, md5, release, etag if not the MD5].
+        let entry = state["files"]["robots.txt"]
+            .as_array_mut()
+            .context("no robots.txt in the manifest")?;
+        ensure!(entry[3].is_string(), "no MD5 recorded: {entry:?}");
+        entry.truncate(5);
+        entry.push(etag.into());
         if legacy_manifest {
-            entry.as_object_mut().context("entry")?.remove("md5");
+            entry[3] = serde_json::Value::Null;
         }
         b.s3.put_object()
             .bucket(BUCKET)
