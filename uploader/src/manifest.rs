@@ -260,16 +260,27 @@ pub async fn read_state(bucket: &Bucket, stage: &Stage) -> Result<StageState, Er
 
 /// A stored manifest, or why it cannot be used: unreadable, or of a newer format.
 fn parse_state(bytes: &[u8], stage: &str) -> Result<StageState, ReleaseError> {
+    /// Read when the whole is not: a newer format need not parse as this one.
+    #[derive(serde::Deserialize)]
+    struct VersionOnly {
+        version: u32,
+    }
+    let newer = |version| ReleaseError::NewerManifest {
+        stage: stage.to_owned(),
+        version,
+    };
     let state: StageState =
-        serde_json::from_slice(bytes).map_err(|e| ReleaseError::UnreadableManifest {
-            stage: stage.to_owned(),
-            reason: e.to_string(),
+        serde_json::from_slice(bytes).map_err(|e| {
+            match serde_json::from_slice::<VersionOnly>(bytes) {
+                Ok(v) if v.version > STATE_VERSION => newer(v.version),
+                _ => ReleaseError::UnreadableManifest {
+                    stage: stage.to_owned(),
+                    reason: e.to_string(),
+                },
+            }
         })?;
     if state.version > STATE_VERSION {
-        return Err(ReleaseError::NewerManifest {
-            stage: stage.to_owned(),
-            version: state.version,
-        });
+        return Err(newer(state.version));
     }
     Ok(state)
 }
@@ -596,6 +607,20 @@ mod tests {
             md5: None,
             release: "r1".into(),
         }
+    }
+
+    #[test]
+    fn a_newer_manifest_is_refused_as_newer_even_when_it_does_not_parse() {
+        let newer = br#"{"version":9,"stage":"dev","files":"kept elsewhere"}"#;
+        assert!(matches!(
+            parse_state(newer, "dev"),
+            Err(ReleaseError::NewerManifest { version: 9, .. })
+        ));
+        let broken = br#"{"version":2,"stage":"dev","files":"kept elsewhere"}"#;
+        assert!(matches!(
+            parse_state(broken, "dev"),
+            Err(ReleaseError::UnreadableManifest { .. })
+        ));
     }
 
     #[test]
