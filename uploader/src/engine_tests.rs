@@ -748,6 +748,46 @@ async fn rollback_to_a_release_that_never_went_live_is_refused() {
     assert_eq!(w.current("dev"), w.dist_files());
 }
 
+/// A rollback whose target's record is of a newer format, damaged or gone says which,
+/// and writes nothing; the record put back as it was, the rollback goes through.
+#[tokio::test]
+async fn rollback_to_a_release_whose_record_cannot_be_read_says_why_and_writes_nothing() {
+    let w = World::new();
+    w.build("v1");
+    let v1 = w.deploy("dev", &opts()).await.unwrap().release;
+    let v1_files = w.site("dev");
+    w.build("v2");
+    w.deploy("dev", &opts()).await.unwrap();
+    let key = crate::state::Keys::new("dev").release(&v1);
+    let record = w.fakes.s3.object(BUCKET, &key).unwrap().bytes;
+    let newer =
+        String::from_utf8(record.clone())
+            .unwrap()
+            .replacen("\"format\":2", "\"format\":3", 1);
+    for (bytes, says) in [
+        (newer.into_bytes(), "format 3 is newer"),
+        (b"{ not json".to_vec(), "cannot be read"),
+    ] {
+        w.fakes.s3.insert(BUCKET, &key, &bytes);
+        w.fakes.s3.clear_log();
+        let err = release::rollback(&w.fakes.clients, &w.stage("dev"), Some(&v1), &opts())
+            .await
+            .unwrap_err();
+        assert_eq!(err.exit_code(), exit::REFUSED, "{err}");
+        assert!(err.to_string().contains(says), "{err}");
+        assert!(
+            w.fakes.s3.log().iter().all(|l| l.contains("lock.json")),
+            "{:?}",
+            w.fakes.s3.log()
+        );
+    }
+    w.fakes.s3.insert(BUCKET, &key, &record);
+    release::rollback(&w.fakes.clients, &w.stage("dev"), Some(&v1), &opts())
+        .await
+        .unwrap();
+    assert_eq!(w.site("dev")["index.html"], v1_files["index.html"]);
+}
+
 #[tokio::test]
 async fn a_stage_held_by_another_run_is_refused_with_exit_5_and_nothing_written() {
     let w = World::new();

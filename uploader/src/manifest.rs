@@ -301,7 +301,10 @@ async fn recover(
         let record = bucket.get_bytes(&listed.key).await?;
         match record.map(|b| serde_json::from_slice::<Release>(&b)) {
             Some(Ok(r)) => releases.push(r),
-            _ => tracing::warn!(key = %listed.key, "skipping an unreadable release record"),
+            Some(Err(e)) => {
+                tracing::warn!(key = %listed.key, "skipping an unreadable release record: {e}")
+            }
+            None => tracing::warn!(key = %listed.key, "skipping a release record that vanished"),
         }
     }
     releases.sort_by(|a, b| a.created_at.cmp(&b.created_at));
@@ -390,7 +393,15 @@ pub(crate) async fn read_release(
         key: key.clone(),
     };
     let bytes = bucket.get_bytes(&key).await?.ok_or_else(missing)?;
-    serde_json::from_slice(&bytes).map_err(|_| missing().into())
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ReleaseError::UnreadableRecord {
+            stage: stage.name.clone(),
+            release: id.to_owned(),
+            key: key.clone(),
+            reason: e.to_string(),
+        }
+        .into()
+    })
 }
 
 /// Drops from the manifest every object the listing shows missing or changed, so the

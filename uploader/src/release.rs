@@ -49,6 +49,15 @@ pub enum ReleaseError {
         key: String,
     },
     #[error(
+        "release `{release}` of stage `{stage}` has a record that cannot be read ({key}: {reason}); pick another release, or deploy that build again"
+    )]
+    UnreadableRecord {
+        stage: String,
+        release: String,
+        key: String,
+        reason: String,
+    },
+    #[error(
         "stage `{stage}` changed behind the uploader's back ({path} differs from its manifest); run `uploader --stage {stage} --verify` first"
     )]
     Drifted { stage: String, path: String },

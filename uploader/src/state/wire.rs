@@ -17,7 +17,12 @@
 //!   "written by a newer uploader" rather than misreading the stage as empty.
 //!
 //! Both formats are read, so stages deployed before keep working; the next write of
-//! their manifest is format 2. Old release records stay as they were written.
+//! their manifest is format 2. Old release records stay as they were written; new
+//! ones say `"format": 2` (format 1 had no such field), so a later format can be
+//! refused as newer rather than misread.
+//!
+//! Any change to a file's array, even one more element, is a new format: a reader
+//! refuses arrays longer than it knows (the whole record is then unreadable).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -27,6 +32,9 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{FileEntry, HistoryEntry, ObjectEntry, Release, STATE_VERSION, StageState};
+
+/// The release record format this build writes, and the newest it reads.
+pub const RELEASE_FORMAT: u32 = 2;
 use crate::headers::Headers;
 
 /// The distinct header sets of some files, in order of first use.
@@ -51,8 +59,10 @@ impl<'a> HeaderSets<'a> {
     }
 
     fn index_of(&self, h: &Headers) -> usize {
-        // Every header set written was collected from the same files.
-        self.index.get(h).copied().unwrap_or_default()
+        // Every file's headers were collected by `of` from the same files.
+        let i = self.index.get(h).copied();
+        debug_assert!(i.is_some(), "headers not collected: {h:?}");
+        i.unwrap_or_default()
     }
 }
 
@@ -143,6 +153,7 @@ impl Serialize for StageState {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ReleaseOut<'a> {
+    format: u32,
     id: &'a str,
     created_at: &'a str,
     source: &'a str,
@@ -156,6 +167,7 @@ impl Serialize for Release {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let sets = HeaderSets::of(self.files.values().map(|f| &f.headers));
         ReleaseOut {
+            format: RELEASE_FORMAT,
             id: &self.id,
             created_at: &self.created_at,
             source: &self.source,
@@ -342,6 +354,9 @@ impl<'de> Deserialize<'de> for StageState {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ReleaseIn {
+    /// Absent in format 1.
+    #[serde(default)]
+    format: Option<u32>,
     id: String,
     created_at: String,
     source: String,
@@ -355,6 +370,11 @@ struct ReleaseIn {
 impl<'de> Deserialize<'de> for Release {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let r = ReleaseIn::deserialize(d)?;
+        if let Some(newer) = r.format.filter(|f| *f > RELEASE_FORMAT) {
+            return Err(de::Error::custom(format!(
+                "release record format {newer} is newer than this uploader understands; use a newer uploader"
+            )));
+        }
         Ok(Release {
             id: r.id,
             created_at: r.created_at,
@@ -511,6 +531,7 @@ mod tests {
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<Release>(&json).unwrap(), r);
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["format"], RELEASE_FORMAT);
         assert_eq!(v["files"]["a.js"], serde_json::json!(["sha-a.js", 3, 0]));
         assert_eq!(v["headerSets"].as_array().unwrap().len(), 2);
 
@@ -519,6 +540,12 @@ mod tests {
                      "a.js":{"sha256":"sha-a.js","size":3,"headers":{"contentType":"text/javascript","cacheControl":"no-cache"}},
                      "b.js":{"sha256":"sha-b.js","size":3,"headers":{"contentType":"text/javascript","cacheControl":"no-cache"}}}}"#;
         assert_eq!(serde_json::from_str::<Release>(v1).unwrap(), r);
+
+        let newer = json.replacen("\"format\":2", "\"format\":3", 1);
+        let err = serde_json::from_str::<Release>(&newer)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("format 3 is newer"), "{err}");
     }
 
     #[test]
