@@ -457,7 +457,8 @@ async fn verify_finds_wrong_bytes_even_with_their_etag_recorded(b: Backend) -> R
         entry.truncate(5);
         entry.push(etag.into());
         if legacy_manifest {
-            entry[3] = serde_json::Value::Null;
+            // As the uploader wrote manifests before format 2, which had no MD5s.
+            state = as_format_1(&state, "robots.txt")?;
         }
         b.s3.put_object()
             .bucket(BUCKET)
@@ -477,8 +478,57 @@ async fn verify_finds_wrong_bytes_even_with_their_etag_recorded(b: Backend) -> R
             "legacy manifest {legacy_manifest}: {out}"
         );
         live_matches_dist(&b).await?;
+        // Whatever format it found, the run wrote format 2.
+        let stored =
+            b.s3.get_object()
+                .bucket(BUCKET)
+                .key(state_key)
+                .send()
+                .await?;
+        let stored: serde_json::Value =
+            serde_json::from_slice(&stored.body.collect().await?.into_bytes())?;
+        ensure!(
+            stored["version"] == 2 && stored["files"]["robots.txt"].is_array(),
+            "legacy manifest {legacy_manifest}: the manifest written is not format 2"
+        );
     }
     Ok(())
+}
+
+/// A format-2 manifest rewritten as format 1 (each file an object, its headers spelled
+/// out), without the MD5 of `no_md5`.
+fn as_format_1(state: &serde_json::Value, no_md5: &str) -> Result<serde_json::Value> {
+    use serde_json::{Value, json};
+    let sets = state["headerSets"].as_array().context("headerSets")?;
+    let mut objects = serde_json::Map::new();
+    for (path, f) in state["files"].as_object().context("files")? {
+        let f = f.as_array().context("a file entry")?;
+        let mut o = json!({
+            "sha256": f[0], "size": f[1],
+            "headers": sets[f[2].as_u64().context("header index")? as usize],
+            "release": f[4],
+        });
+        let md5 = if path == no_md5 {
+            Value::Null
+        } else {
+            f[3].clone()
+        };
+        if !md5.is_null() {
+            o["md5"] = md5;
+        }
+        let etag = f.get(5).cloned().unwrap_or_else(|| f[3].clone());
+        if !etag.is_null() {
+            o["etag"] = etag;
+        }
+        objects.insert(path.clone(), o);
+    }
+    let mut old = state.clone();
+    let map = old.as_object_mut().context("manifest")?;
+    map.remove("files");
+    map.remove("headerSets");
+    map.insert("version".into(), json!(1));
+    map.insert("objects".into(), Value::Object(objects));
+    Ok(old)
 }
 
 mod verify_finds_wrong_bytes_even_with_their_etag_recorded {
