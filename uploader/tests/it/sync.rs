@@ -441,14 +441,7 @@ async fn verify_finds_wrong_bytes_even_with_their_etag_recorded(b: Backend) -> R
                 .e_tag;
         let etag = etag.context("ETag")?.trim_matches('"').to_owned();
         let state_key = "_uploader/stages/dev/state.json";
-        let state =
-            b.s3.get_object()
-                .bucket(BUCKET)
-                .key(state_key)
-                .send()
-                .await?;
-        let mut state: serde_json::Value =
-            serde_json::from_slice(&state.body.collect().await?.into_bytes())?;
+        let mut state = stored_json(&b, state_key).await?;
         // Format 2: [sha256, size, headers, md5, release, etag if not the MD5].
         let entry = state["files"]["robots.txt"]
             .as_array_mut()
@@ -479,20 +472,21 @@ async fn verify_finds_wrong_bytes_even_with_their_etag_recorded(b: Backend) -> R
         );
         live_matches_dist(&b).await?;
         // Whatever format it found, the run wrote format 2.
-        let stored =
-            b.s3.get_object()
-                .bucket(BUCKET)
-                .key(state_key)
-                .send()
-                .await?;
-        let stored: serde_json::Value =
-            serde_json::from_slice(&stored.body.collect().await?.into_bytes())?;
+        let stored = stored_json(&b, state_key).await?;
         ensure!(
             stored["version"] == 2 && stored["files"]["robots.txt"].is_array(),
             "legacy manifest {legacy_manifest}: the manifest written is not format 2"
         );
     }
     Ok(())
+}
+
+/// An object of `BUCKET`, parsed as JSON.
+async fn stored_json(b: &Backend, key: &str) -> Result<serde_json::Value> {
+    let out = b.s3.get_object().bucket(BUCKET).key(key).send().await?;
+    Ok(serde_json::from_slice(
+        &out.body.collect().await?.into_bytes(),
+    )?)
 }
 
 /// A format-2 manifest rewritten as format 1 (each file an object, its headers spelled
