@@ -14,7 +14,7 @@
 //!   rarely does;
 //! - the manifest's files are under `files`, not format 1's `objects`: an uploader
 //!   that knows only format 1 finds no `objects`, reads version 2, and stops with
-//!   "written by a newer uploader" rather than misreading the stage as empty.
+//!   "newer than this uploader understands" rather than misreading the stage as empty.
 //!
 //! Both formats are read, so stages deployed before keep working; the next write of
 //! their manifest is format 2. Old release records stay as they were written; new
@@ -32,10 +32,10 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{FileEntry, HistoryEntry, ObjectEntry, Release, STATE_VERSION, StageState};
+use crate::headers::Headers;
 
 /// The release record format this build writes, and the newest it reads.
 pub const RELEASE_FORMAT: u32 = 2;
-use crate::headers::Headers;
 
 /// The distinct header sets of some files, in order of first use.
 struct HeaderSets<'a> {
