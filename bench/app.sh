@@ -48,8 +48,14 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# The harness and the todo-api it starts, built the way scripts/test.sh builds them:
+# one package selection, hence one feature set. A `cargo test -p e2e` next to the
+# harness's own `cargo build -p uploader -p api` would select two feature sets of the
+# same dependencies (rustls among them) and rebuild the AWS crates on every run.
+echo "[bench] building the workspace (debug; a no-op after scripts/test.sh)" >&2
+cargo build -q --workspace --all-targets
 echo "[bench] running (debug-built harness; the apps are release builds)" >&2
-BENCH_APP_LEPTOS_DIST="$peer/dist" cargo test -q -p e2e --test app_bench -- \
+TESTKIT_PREBUILT=1 BENCH_APP_LEPTOS_DIST="$peer/dist" cargo test -q --workspace --test app_bench -- \
   --ignored --exact bench_app_at_1000_todos --nocapture --test-threads 1 >"$work/table.md"
 
 {
