@@ -97,10 +97,9 @@ pub struct Digests {
 impl Digests {
     /// Both digests: for content, whose MD5 the manifest records (see [`Stored::md5`]).
     pub fn of(bytes: &[u8]) -> Self {
-        use sha2::{Digest, Sha256};
         Self {
-            sha256: Sha256::digest(bytes).into(),
             md5: Some(md5_of(bytes)),
+            ..Self::sha256_only(bytes)
         }
     }
 

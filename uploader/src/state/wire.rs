@@ -559,4 +559,20 @@ mod tests {
         let short = r#"{"version":2,"stage":"dev","files":{"a":["aa",1]}}"#;
         assert!(serde_json::from_str::<StageState>(short).is_err());
     }
+
+    /// The module's promise: one more element is a new format, never ignored.
+    #[test]
+    fn a_file_array_longer_than_its_format_is_unreadable() {
+        let sets = r#""headerSets":[{"contentType":"a","cacheControl":"b"}]"#;
+        let manifest = format!(
+            r#"{{"version":2,"stage":"dev",{sets},"files":{{"a":["aa",1,0,"m","r-1","e","more"]}}}}"#
+        );
+        assert!(serde_json::from_str::<StageState>(&manifest).is_err());
+        let record = format!(
+            r#"{{"format":2,"id":"r-1","createdAt":"t","source":"deploy",{sets},"files":{{"a":["aa",1,0,"more"]}}}}"#
+        );
+        assert!(serde_json::from_str::<Release>(&record).is_err());
+        let fits = record.replace(r#","more""#, "");
+        assert!(serde_json::from_str::<Release>(&fits).is_ok(), "{fits}");
+    }
 }
